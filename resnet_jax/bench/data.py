@@ -1,0 +1,182 @@
+"""Data benchmark: images/s of the folder/archive decoder, cold (decoding and writing the
+cache) with one process and with the default pool, and of loading from the cache.
+
+  python -m resnet_jax.bench.data [--path ARCHIVE_OR_FOLDER] [--limit N] [--workers 1,2]
+
+Without --path it reads ../shared/data/cifar10-jpeg.tar.gz beside the repository, or, where
+that is absent, an archive of synthetic JPEGs it generates. Caches go to a temporary folder.
+"""
+import argparse
+import dataclasses
+import io
+import os
+import platform
+import sys
+import tarfile
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import PIL
+from PIL import Image
+
+from resnet_jax.data.arrays import ArraySplits
+from resnet_jax.data.decode import default_num_workers
+from resnet_jax.data.folder import (archive_files, folder_files, load_image_archive,
+                                    load_image_folder)
+from resnet_jax.data.image_tree import select_images
+from resnet_jax.data.synthetic import class_colors, synthetic_images
+
+REAL_ARCHIVE = Path(__file__).resolve().parents[2].parent / 'shared/data/cifar10-jpeg.tar.gz'
+GENERATED_IMAGES = 12_000  # Without the real archive or --limit: 10,000 train, 2,000 test.
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One measurement: what was done, to how many images, in how many seconds."""
+  step: str
+  images: int
+  seconds: float
+
+  @property
+  def images_per_second(self) -> float:
+    return self.images / self.seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+  """Runs the benchmark with command-line flags `argv` and prints its table."""
+  args = _parse_flags(argv)
+  with tempfile.TemporaryDirectory(prefix='resnet_jax_bench_') as scratch:
+    scratch = Path(scratch)
+    source, description = _source(args.path, args.limit, scratch)
+    rows, splits = measure_decoder(source, args.workers, scratch)
+  image_shape = 'x'.join(map(str, splits.train_images.shape[1:]))
+  print(render(rows, f'source: {description}, {image_shape} images'))
+
+
+def measure_decoder(source: Path, worker_counts: list[int],
+                    scratch: Path) -> tuple[list[Row], ArraySplits]:
+  """Cold loads of `source` (a class-folder tree or archive) with each worker count, each
+  into a fresh cache under `scratch`, then a load from the last cache."""
+  load = load_image_folder if source.is_dir() else load_image_archive
+  rows = []
+  for workers in worker_counts:
+    cache_dir = scratch / f'cache_{workers}_workers'
+    started = time.perf_counter()
+    splits = load(source, cache_dir, num_workers=workers)
+    processes = 'this process' if workers == 1 else f'{workers} processes'
+    rows.append(Row(f'decode + write cache, cold ({processes})', _count(splits),
+                    time.perf_counter() - started))
+  started = time.perf_counter()
+  splits = load(source, cache_dir)
+  rows.append(Row('load from cache', _count(splits), time.perf_counter() - started))
+  return rows, splits
+
+
+def render(rows: list[Row], title: str) -> str:
+  """The plain-text table of `rows`, under the machine and library versions."""
+  width = max(len(row.step) for row in rows)
+  lines = [f'{"step":<{width}}  {"images":>8}  {"seconds":>8}  {"images/s":>10}']
+  lines += [f'{row.step:<{width}}  {row.images:>8}  {row.seconds:>8.2f}  '
+            f'{row.images_per_second:>10,.0f}' for row in rows]
+  return '\n'.join([machine_description(), title, '', *lines])
+
+
+def machine_description() -> str:
+  """The CPU, its usable cores, and the Python, numpy and Pillow versions."""
+  processor = platform.processor() or platform.machine()
+  return (f'machine: {processor}, {len(os.sched_getaffinity(0))} usable of {os.cpu_count()} '
+          f'CPUs ({platform.system()}); python {platform.python_version()}, numpy '
+          f'{np.__version__}, pillow {PIL.__version__}')
+
+
+def _parse_flags(argv: list[str] | None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(prog='python -m resnet_jax.bench.data',
+                                   description=__doc__.split('\n\n')[0])
+  parser.add_argument('--path', type=Path, default=None,
+                      help=f'class-folder tree or .tar/.tar.gz of one (default: {REAL_ARCHIVE} '
+                           f'if present, else generated JPEGs)')
+  parser.add_argument('--limit', type=int, default=None,
+                      help='use about this many images, the same share of every class of both '
+                           'splits (at least one of each)')
+  parser.add_argument('--workers', type=_worker_counts,
+                      default=sorted({1, default_num_workers()}),
+                      help='comma-separated decoder process counts to time, each cold '
+                           '(default: 1 and the default pool size)')
+  args = parser.parse_args(argv)
+  if args.limit is not None and args.limit < 1:
+    parser.error(f'--limit must be a positive number of images, got {args.limit}')
+  if args.path is not None and not args.path.exists():
+    parser.error(f'--path {args.path} does not exist; give a class-folder tree or an archive')
+  return args
+
+
+def _worker_counts(text: str) -> list[int]:
+  try:
+    counts = [int(count) for count in text.split(',')]
+  except ValueError:
+    counts = []
+  if not counts or min(counts) < 1:
+    raise argparse.ArgumentTypeError(f'expected positive integers like 1,2, got {text!r}')
+  return counts
+
+
+def _source(path: Path | None, limit: int | None, scratch: Path) -> tuple[Path, str]:
+  """The folder or archive to decode, and how to describe it."""
+  if path is None and not REAL_ARCHIVE.exists():
+    return (_generated_archive(limit or GENERATED_IMAGES, scratch / 'generated.tar.gz'),
+            f'generated JPEGs ({REAL_ARCHIVE} is absent)')
+  path = (path or REAL_ARCHIVE).resolve()
+  if limit:
+    return _subset_archive(path, limit, scratch / 'subset.tar.gz'), f'a subset of {path}'
+  return path, str(path)
+
+
+def _subset_archive(source: Path, limit: int, destination: Path) -> Path:
+  """A .tar.gz of about `limit` images of `source`, the same share of every class folder."""
+  files = archive_files(source) if source.is_file() else folder_files(source)
+  by_folder = defaultdict(list)
+  for name, data in select_images(files, str(source)):
+    by_folder[PurePosixPath(name).parent].append((name, data))
+  share = limit / sum(map(len, by_folder.values()))
+  kept = [image for images in by_folder.values()
+          for image in sorted(images)[:max(1, round(len(images) * share))]]
+  return _write_archive(kept, destination)
+
+
+def _generated_archive(num_images: int, destination: Path) -> Path:
+  """A .tar.gz of about `num_images` synthetic 32x32 JPEGs (quality 75, like the CIFAR copy)
+  in 10 classes: a sixth of them test, and every class in both splits."""
+  num_classes = 10
+  num_test = max(num_classes, num_images // 6)
+  num_train = max(num_classes, num_images - num_test)
+  rng = np.random.default_rng(0)
+  colors = class_colors(num_classes, seed=0)
+  named = []
+  for split, count in (('train', num_train), ('test', num_test)):
+    labels = np.arange(count, dtype=np.int32) % num_classes
+    for index, (image, label) in enumerate(
+        zip(synthetic_images(rng, labels, 32, 32, colors), labels)):
+      encoded = io.BytesIO()
+      Image.fromarray(image).save(encoded, format='JPEG', quality=75)
+      named.append((f'{split}/class_{label}/{index:06d}.jpg', encoded.getvalue()))
+  return _write_archive(named, destination)
+
+
+def _write_archive(named_files: list[tuple[str, bytes]], destination: Path) -> Path:
+  with tarfile.open(destination, 'w:gz') as tar:
+    for name, data in named_files:
+      member = tarfile.TarInfo(name)
+      member.size = len(data)
+      tar.addfile(member, io.BytesIO(data))
+  return destination
+
+
+def _count(splits: ArraySplits) -> int:
+  return len(splits.train_labels) + len(splits.eval_labels)
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])

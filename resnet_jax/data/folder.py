@@ -1,0 +1,122 @@
+"""The 'folder' and 'archive' sources: a class-folder tree of JPEG/PNG images, or a .tar/.tar.gz
+of one, decoded once with Pillow and cached under cache_dir, never beside the data."""
+import gzip
+import logging
+import os
+import tarfile
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import numpy as np
+
+from resnet_jax.data import cache
+from resnet_jax.data.arrays import ArraySplits
+from resnet_jax.data.decode import decode_images
+from resnet_jax.data.errors import DataError
+from resnet_jax.data.image_tree import build_splits, select_images
+
+_ARRAYS = ('train_images', 'train_labels', 'eval_images', 'eval_labels', 'class_names')
+_FOLDER = 'a folder holding train/<class>/*.jpg and test/<class>/*.jpg'
+_ARCHIVE = 'a .tar or .tar.gz of train/<class>/*.jpg and test/<class>/*.jpg'
+
+_log = logging.getLogger(__name__)
+
+NamedFiles = Iterator[tuple[str, Callable[[], bytes]]]
+
+
+def load_image_folder(path: str | os.PathLike, cache_dir: str | os.PathLike,
+                      num_workers: int | None = None) -> ArraySplits:
+  """The images under `path`, a class-folder tree, decoded or read from the cache."""
+  root = _existing(path, 'folder', _FOLDER)
+  if not root.is_dir():
+    raise DataError(f'data.path {root} is a file, not a folder; for a .tar or .tar.gz archive '
+                    f"set data.source='archive'.")
+  cache_root = _cache_root(cache_dir, root, nested=True)
+  return _load_cached(root, cache_root, lambda: folder_files(root), num_workers)
+
+
+def load_image_archive(path: str | os.PathLike, cache_dir: str | os.PathLike,
+                       num_workers: int | None = None) -> ArraySplits:
+  """The images of `path`, a tar archive of a class-folder tree (read in one streaming
+  pass), decoded or read from the cache."""
+  archive = _existing(path, 'archive', _ARCHIVE)
+  if archive.is_dir():
+    raise DataError(f"data.path {archive} is a folder; set data.source='folder' to read a "
+                    f"folder, or point data.path at {_ARCHIVE}.")
+  if not tarfile.is_tarfile(archive):
+    raise DataError(f'{archive} is not a tar archive; data.path must be {_ARCHIVE}.')
+  cache_root = _cache_root(cache_dir, archive.parent, nested=False)
+  return _load_cached(archive, cache_root, lambda: archive_files(archive), num_workers)
+
+
+def _load_cached(source: Path, cache_root: Path, list_files: Callable[[], NamedFiles],
+                 num_workers: int | None) -> ArraySplits:
+  # Fingerprinted before decoding: a source changed meanwhile makes this cache stale.
+  source_fingerprint = cache.fingerprint(source)
+  cache_path = cache.cache_file(cache_root, source)
+  arrays = cache.read(cache_path, source_fingerprint, _ARRAYS)
+  if arrays is not None:
+    return ArraySplits(**arrays | {'class_names': tuple(map(str, arrays['class_names']))},
+                       eval_split='test')
+  _log.info('Decoding the images of %s once, into the cache %s.', source, cache_path)
+  try:
+    names, images = _decode(source, list_files, num_workers)
+  except BrokenProcessPool as error:
+    warnings.warn(f'Decoding in worker processes failed ({error}); decoding in this process '
+                  f'instead. Worker processes re-import the main script: a script that loads '
+                  f'data needs an `if __name__ == "__main__":` guard.', stacklevel=3)
+    names, images = _decode(source, list_files, num_workers=1)
+  splits = build_splits(names, images, str(source))
+  cache.write(cache_path, source_fingerprint,
+              {key: np.asarray(getattr(splits, key)) for key in _ARRAYS})
+  return splits
+
+
+def _decode(source: Path, list_files: Callable[[], NamedFiles],
+            num_workers: int | None) -> tuple[list[str], np.ndarray]:
+  return decode_images(select_images(list_files(), str(source)), str(source), num_workers)
+
+
+def _existing(path: str | os.PathLike | None, source: str, what: str) -> Path:
+  if not path:
+    raise DataError(f"data.source='{source}' needs data.path: set it to {what}.")
+  resolved = Path(path).expanduser().resolve()
+  if not resolved.exists():
+    raise DataError(f'data.path {str(path)!r} does not exist (resolved to {resolved}); set '
+                    f'data.path to {what}.')
+  return resolved
+
+
+def _cache_root(cache_dir: str | os.PathLike, data_dir: Path, nested: bool) -> Path:
+  """cache_dir resolved; an error if it is `data_dir` or, when `nested`, inside it."""
+  cache_root = Path(cache_dir).expanduser().resolve()
+  if cache_root == data_dir or (nested and data_dir in cache_root.parents):
+    raise DataError(f'data.cache_dir {cache_root} is in the data directory {data_dir}, '
+                    f'which this loader never writes to; set data.cache_dir elsewhere, e.g. '
+                    f'~/.cache/resnet_jax.')
+  return cache_root
+
+
+def folder_files(root: Path) -> NamedFiles:
+  """(path relative to `root`, read) for every file under `root`, in sorted order."""
+  for directory, subdirectories, files in os.walk(root, followlinks=True):
+    subdirectories.sort()
+    for file in sorted(files):
+      path = Path(directory, file)
+      yield path.relative_to(root).as_posix(), path.read_bytes
+
+
+def archive_files(archive: Path) -> NamedFiles:
+  """(member name, read) for every file of a tar archive, in one streaming pass; each
+  read must be called before the next pair is drawn."""
+  try:
+    with tarfile.open(archive, 'r|*') as tar:
+      for member in tar:
+        if member.isfile():
+          yield member.name, tar.extractfile(member).read
+  except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
+    raise DataError(f'{archive} is truncated or corrupt ({error}); download or rebuild the '
+                    f'archive.') from None

@@ -1,0 +1,33 @@
+"""Command line entry point: `python -m resnet_jax.main --config=... --workdir=...`."""
+import logging
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+from resnet_jax import train
+
+config_flags.DEFINE_config_file('config', None, 'Config file, e.g. experiments/cifar10.py:resnet20.',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Where checkpoints and metrics go; a run resumes from it.')
+flags.DEFINE_bool('distributed', False,
+                  'Call jax.distributed.initialize() (auto-detected on Cloud TPU pods and SLURM).')
+flags.DEFINE_string('coordinator_address', None, 'HOST:PORT of process 0 (implies --distributed).')
+flags.DEFINE_integer('num_processes', None, 'Number of processes (with --coordinator_address).')
+flags.DEFINE_integer('process_id', None, 'This process (with --coordinator_address).')
+flags.mark_flags_as_required(['config', 'workdir'])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.distributed or FLAGS.coordinator_address:
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
+               jax.devices())
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  app.run(main)

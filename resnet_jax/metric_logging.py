@@ -1,0 +1,69 @@
+"""Metrics as JSON lines beside the checkpoints, and in TensorBoard where TF is present.
+
+`pandas.read_json(workdir / 'metrics.jsonl', lines=True)` reads a whole run.
+"""
+import json
+import logging
+import time
+
+import jax
+from etils import epath
+
+METRICS_FILE = 'metrics.jsonl'
+CONFIG_FILE = 'config.json'
+
+
+def _tensorboard_writer(workdir: epath.Path):
+  """clu's TensorBoard writer, or None on hosts without TensorFlow."""
+  try:
+    from clu import metric_writers  # Imports TensorFlow.
+  except ImportError:
+    logging.info('TensorFlow is not installed: metrics go to %s only.', METRICS_FILE)
+    return None
+  return metric_writers.create_default_writer(str(workdir), asynchronous=False)
+
+
+class MetricLogger:
+  """Writes one JSON record per (step, split); only process 0 writes anything."""
+
+  def __init__(self, workdir: epath.PathLike, *, resume_step: int):
+    self.workdir = epath.Path(workdir)
+    self.enabled = jax.process_index() == 0
+    self.writer = None
+    if not self.enabled:
+      return
+    self.workdir.mkdir(parents=True, exist_ok=True)
+    self.path = self.workdir / METRICS_FILE
+    self._drop_records_after(resume_step)
+    self.writer = _tensorboard_writer(self.workdir)
+
+  def write_config(self, config_json: str) -> None:
+    if self.enabled:
+      (self.workdir / CONFIG_FILE).write_text(config_json)
+
+  def write(self, step: int, split: str, scalars: dict) -> None:
+    """Appends a record {'step', 'split', 'time', **scalars}."""
+    if not self.enabled:
+      return
+    scalars = {name: float(value) for name, value in scalars.items()}
+    record = {'step': int(step), 'split': split, 'time': time.time(), **scalars}
+    with self.path.open('a') as f:
+      f.write(json.dumps(record) + '\n')
+    if self.writer is not None:
+      self.writer.write_scalars(step, {f'{split}/{name}': v for name, v in scalars.items()})
+      self.writer.flush()
+
+  def close(self) -> None:
+    if self.writer is not None:
+      self.writer.close()
+
+  def _drop_records_after(self, step: int) -> None:
+    """A resumed run logs the steps after its checkpoint again: keep one copy of each."""
+    if not self.path.exists():
+      return
+    lines = self.path.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)['step'] <= step]
+    if len(kept) != len(lines):
+      temporary = self.path.parent / (METRICS_FILE + '.tmp')
+      temporary.write_text(''.join(line + '\n' for line in kept))
+      temporary.rename(self.path)

@@ -1,0 +1,71 @@
+"""The train state and the pure, jittable train and eval steps."""
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from clu import metrics
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training; the model and optimizer stay outside."""
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+@flax.struct.dataclass
+class TrainMetrics(metrics.Collection):
+  loss: metrics.Average.from_output('loss')
+  error: metrics.Average.from_output('error')
+
+
+@flax.struct.dataclass
+class EvalMetrics(metrics.Collection):
+  loss: metrics.Average.from_output('loss')
+  error: metrics.Average.from_output('error')
+
+
+def init_state(model: nn.Module, optimizer: optax.GradientTransformation, key: jax.Array,
+               image_shape: tuple[int, ...]) -> TrainState:
+  """Initial parameters (He init), BN statistics and optimizer state."""
+  variables = model.init(key, jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False)
+  params = variables['params']
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats=variables['batch_stats'], opt_state=optimizer.init(params))
+
+
+def _loss_and_errors(logits, labels):
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  error = (jnp.argmax(logits, -1) != labels).astype(jnp.float32)
+  return loss, error
+
+
+def train_step(state: TrainState, images: jax.Array, labels: jax.Array, *, model: nn.Module,
+               optimizer: optax.GradientTransformation) -> tuple[TrainState, dict]:
+  """One SGD step on a batch; returns the new state and the batch's loss and error."""
+
+  def loss_fn(params):
+    logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats},
+                                  images, train=True, mutable=['batch_stats'])
+    loss, error = _loss_and_errors(logits, labels)
+    return loss.mean(), (error.mean(), updates['batch_stats'])
+
+  (loss, (error, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  new_state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                         batch_stats=batch_stats, opt_state=opt_state)
+  return new_state, {'loss': loss, 'error': error}
+
+
+def eval_step(state: TrainState, images: jax.Array, labels: jax.Array, mask: jax.Array, *,
+              model: nn.Module) -> EvalMetrics:
+  """Loss and error of a (possibly padded) eval batch; `mask` marks the real images."""
+  logits = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, images,
+                       train=False)
+  loss, error = _loss_and_errors(logits, labels)
+  return EvalMetrics.single_from_model_output(loss=loss, error=error, mask=mask)
