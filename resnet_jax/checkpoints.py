@@ -2,6 +2,7 @@
 import logging
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -15,6 +16,30 @@ def model_fingerprint(model_name: str, params) -> dict:
   shapes = jax.tree_util.tree_flatten_with_path(params)[0]
   return {'model': model_name,
           'param_shapes': {jax.tree_util.keystr(path): list(leaf.shape) for path, leaf in shapes}}
+
+
+def load_latest_arrays(workdir: epath.PathLike) -> tuple[int, list]:
+  """The latest checkpoint in `workdir` as host arrays, on any number of devices and
+  without building the model.
+
+  Returns (step, [train_state, train_metrics]), each a nested dict of numpy arrays
+  (`train_state['params']`, `['batch_stats']`, ...), for analysis and tests.
+  """
+  directory = epath.Path(workdir) / 'checkpoints'
+  if not directory.exists():
+    raise FileNotFoundError(f'No checkpoints under {directory}; train with --workdir={workdir} first.')
+  options = ocp.CheckpointManagerOptions(create=False, read_only=True)
+  handlers = {'state': ocp.StandardCheckpointHandler()}
+  with ocp.CheckpointManager(directory, options=options, item_handlers=handlers) as manager:
+    step = manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f'{directory} holds no complete checkpoint.')
+    # Restore onto one local device, whatever topology wrote the checkpoint.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda meta: jax.ShapeDtypeStruct(meta.shape, meta.dtype, sharding=device),
+                            manager.item_metadata(step)['state'])
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+  return step, jax.tree.map(np.asarray, restored['state'])
 
 
 class Checkpoints:

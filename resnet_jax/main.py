@@ -19,9 +19,15 @@ flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
 
 
+def _quiet_orbax(record: logging.LogRecord) -> bool:
+  """Orbax logs every save step at INFO; keep its warnings and errors only."""
+  return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.getLogger('absl').addFilter(_quiet_orbax)
   if FLAGS.distributed or FLAGS.coordinator_address:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),

@@ -88,6 +88,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   sharding.check_batch_divides(config.batch_size, mesh)
   sharding.check_batch_divides(config.eval_batch_size, mesh, 'eval_batch_size')
   splits = data.load_dataset(config.data)
+  if config.batch_size > len(splits.train_images):
+    raise ValueError(f'batch_size={config.batch_size} is larger than the {len(splits.train_images)} '
+                     'training images; lower it or raise data.train_fraction.')
   model = build_model(config, splits.num_classes)
   optimizer = optim.make_optimizer(config.optimizer, config.batch_size)
   dataset = device_data.to_device(splits, mesh, config.eval_batch_size)

@@ -216,8 +216,12 @@ def test_cache_dir_inside_the_data_is_refused(tree, inside):
 
 def test_decoding_in_worker_processes_matches_decoding_here(archive, tmp_path, monkeypatch):
   monkeypatch.setattr(decode, 'CHUNK_SIZE', 4)
+  monkeypatch.setattr(decode, 'POOL_MIN_IMAGES', 8)
+  decoded_here = count_decodes(monkeypatch)
   in_pool = load_image_archive(archive, tmp_path / 'pool_cache', num_workers=2)
+  assert decoded_here == [], 'the workers, not this process, should have decoded'
   here = load_image_archive(archive, tmp_path / 'serial_cache', num_workers=1)
+  assert len(decoded_here) == 18
   for field in ('train_images', 'train_labels', 'eval_images', 'eval_labels'):
     np.testing.assert_array_equal(getattr(in_pool, field), getattr(here, field))
 
@@ -227,7 +231,7 @@ def test_a_script_that_breaks_the_worker_processes_still_loads(archive, cache_di
   script = textwrap.dedent(f"""
       from resnet_jax.data import decode
       from resnet_jax.data.folder import load_image_archive
-      decode.CHUNK_SIZE = 4
+      decode.CHUNK_SIZE, decode.POOL_MIN_IMAGES = 4, 8
       splits = load_image_archive({str(archive)!r}, {str(cache_dir)!r}, num_workers=2)
       print(splits.train_images.shape)
       """)

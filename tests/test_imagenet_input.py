@@ -91,6 +91,47 @@ def test_bad_config(overrides, message):
     imagenet_train_iterator({**synthetic(), **overrides}, 4, 0, 1, seed=0)
 
 
+# The tf.data preprocessing, on a smooth 60x120 image whose shorter side becomes 36.
+
+
+@pytest.fixture
+def smooth_image():
+  tf = pytest.importorskip('tensorflow')
+  rows, columns = np.mgrid[0:60, 0:120]
+  image = np.stack([rows * 2, columns * 2, rows + columns], axis=-1).astype(np.uint8)
+  config = imagenet.default_imagenet_data_config()
+  config.update(SMALL | dict(train_resize_range=(36, 36), eval_resize_size=36))
+  example = {'image': tf.io.encode_png(image), 'label': tf.constant(3, tf.int64)}
+  resized = tf.image.resize(image, [36, 72], antialias=True).numpy()
+  return tf, config, example, resized
+
+
+def unnormalized(images) -> np.ndarray:
+  return images.numpy() * imagenet.STDDEV_RGB + imagenet.MEAN_RGB
+
+
+def test_eval_takes_the_center_crop_of_the_image_resized_to_eval_resize_size(smooth_image):
+  tf, config, example, resized = smooth_image
+  result = imagenet._eval_example(tf, config, example)
+  assert result['labels'].numpy() == 3 and result['mask'].numpy()
+  np.testing.assert_allclose(unnormalized(result['images']), resized[10:26, 28:44], atol=2)
+
+
+def test_train_takes_a_random_crop_of_the_image_resized_to_the_sampled_scale(smooth_image):
+  tf, config, example, resized = smooth_image
+  crops = [resized[top:top + 16, left:left + 16] for top in range(21) for left in range(57)]
+  crops += [crop[:, ::-1] for crop in crops]
+  matches = set()
+  for seed in range(8):
+    image = unnormalized(imagenet._train_example(tf, config, example, tf.constant([seed, 0]))[
+        'images'])
+    errors = [np.abs(image - crop).max() for crop in crops]
+    assert min(errors) < 2, 'the train image should be a (flipped) crop of the resized image'
+    matches.add(int(np.argmin(errors)))
+  assert len(matches) > 4, 'crops should vary with the seed'
+  assert {match < len(crops) // 2 for match in matches} == {True, False}, 'and so should flips'
+
+
 # The tf.data path, under tfds.testing.mock_data.
 
 

@@ -21,6 +21,9 @@ def with_defaults(config: Any, defaults: ml_collections.ConfigDict,
   for key in defaults.keys():
     value = config[key] if key in config.keys() else defaults[key]
     if isinstance(defaults[key], ml_collections.ConfigDict):
+      if not hasattr(value, 'keys'):
+        raise DataError(f'{where}.{key} must be a config with keys {sorted(defaults[key].keys())}'
+                        f', got {value!r}.')
       value = with_defaults(value, defaults[key], f'{where}.{key}')
     merged[key] = value
   return ml_collections.ConfigDict(merged)

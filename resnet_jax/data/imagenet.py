@@ -103,10 +103,10 @@ def _checked(config) -> ml_collections.ConfigDict:
     raise DataError(f'The ImageNet input streams data.source {list(SOURCES)}, got '
                     f'{config.source!r}; for a class-folder tree or archive use load_dataset.')
   crop = positive_int(config.crop_size, 'data.crop_size')
-  low, high = config.train_resize_range
-  if not crop <= low <= high:
+  resize_range = tuple(config.train_resize_range)
+  if len(resize_range) != 2 or not crop <= resize_range[0] <= resize_range[1]:
     raise DataError(f'data.train_resize_range must be (low, high) with crop_size {crop} <= low '
-                    f'<= high, got {tuple(config.train_resize_range)}; the paper uses (256, 480).')
+                    f'<= high, got {resize_range}; the paper uses (256, 480).')
   if config.eval_resize_size < crop:
     raise DataError(f'data.eval_resize_size {config.eval_resize_size} is smaller than the '
                     f'crop_size {crop}; the paper resizes to 256 before a 224 crop.')
@@ -204,22 +204,24 @@ def _num_examples(builder, split: str) -> int:
 
 def _train_example(tf, config, example, seed) -> dict:
   scale_seed, crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+  image = _decode(tf, example['image'])
+  height_width = tf.shape(image)[:2]
   low, high = config.train_resize_range
-  # Scale augmentation: shorter side uniform in [256, 480] (3.4).
+  # Scale augmentation: shorter side uniform in [256, 480], then a random 224 crop (3.4).
   shorter_side = tf.random.stateless_uniform([], scale_seed, low, high + 1, dtype=tf.int32)
-  image = _resize_shorter_side(tf, _decode(tf, example['image']), shorter_side)
-  crop = config.crop_size
-  image = tf.image.stateless_random_crop(image, [crop, crop, 3], crop_seed)  # 224 crop (3.4).
+  window = _window_size(tf, height_width, shorter_side, config.crop_size)
+  slack = tf.cast(height_width - window + 1, tf.float32)
+  offset = tf.cast(tf.random.stateless_uniform([2], crop_seed) * slack, tf.int32)
+  image = _resized_window(tf, image, offset, window, config.crop_size)
   image = tf.image.stateless_random_flip_left_right(image, flip_seed)  # Flip (3.4).
   return {'images': normalize(image), 'labels': tf.cast(example['label'], tf.int32)}
 
 
 def _eval_example(tf, config, example) -> dict:
-  image = _resize_shorter_side(tf, _decode(tf, example['image']), config.eval_resize_size)
-  crop = config.crop_size
-  top = (tf.shape(image)[0] - crop) // 2
-  left = (tf.shape(image)[1] - crop) // 2
-  image = tf.image.crop_to_bounding_box(image, top, left, crop, crop)
+  image = _decode(tf, example['image'])
+  height_width = tf.shape(image)[:2]
+  window = _window_size(tf, height_width, config.eval_resize_size, config.crop_size)
+  image = _resized_window(tf, image, (height_width - window) // 2, window, config.crop_size)
   return {'images': normalize(image), 'labels': tf.cast(example['label'], tf.int32),
           'mask': tf.constant(True)}
 
@@ -228,9 +230,16 @@ def _decode(tf, image_bytes):
   return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
 
 
-def _resize_shorter_side(tf, image, size):
-  height_width = tf.cast(tf.shape(image)[:2], tf.float32)
-  scale = tf.cast(size, tf.float32) / tf.reduce_min(height_width)
-  # Rounding may leave the shorter side one pixel short of `size`.
-  new_height_width = tf.maximum(tf.cast(tf.round(height_width * scale), tf.int32), size)
-  return tf.image.resize(image, new_height_width, antialias=True)
+def _window_size(tf, height_width, shorter_side, crop: int):
+  """The side of the square of the original image that becomes the crop x crop crop once the
+  image is resized to `shorter_side`."""
+  shorter = tf.cast(tf.reduce_min(height_width), tf.float32)
+  window = tf.cast(tf.round(crop * shorter / tf.cast(shorter_side, tf.float32)), tf.int32)
+  return tf.clip_by_value(window, 1, tf.reduce_min(height_width))
+
+
+def _resized_window(tf, image, offset, window, crop: int):
+  # Cropping the window first and resizing only it gives the crop of the resized image (up to
+  # interpolation at the window's edges) at a fraction of the cost for 480-pixel scales.
+  image = tf.image.crop_to_bounding_box(image, offset[0], offset[1], window, window)
+  return tf.image.resize(image, [crop, crop], antialias=True)

@@ -1,0 +1,70 @@
+"""The degradation study of Section 4.2: plain and residual CIFAR-10 nets at several depths,
+reported as Table 6, Figure 6 (error vs iterations) and Figure 7 (layer response stds).
+
+Run (from the repository root):
+  python -m resnet_jax.study --config=experiments/degradation.py --workdir=/tmp/degradation
+
+Variants after the colon, comma-separated, e.g. `:full,jpeg`:
+  full: depths 20, 32, 44, 56 and 110 (default: 20 and 56, the pair of Figures 1 and 6);
+  smoke: depths 8 and 14 (20 and 56 take minutes a run on a CPU), 30 steps of batch 32 on a
+    1/10 train subset, evaluated every 10 steps on 500 held-out train images (the trainer has no
+    smaller test subset): the whole study end to end on a CPU in a few minutes;
+  jpeg, bf16, val (and smoke): the variants of experiments/cifar10.py, applied to every run.
+Overrides: --config.seeds=2 (runs per net, seeds 0..k-1), --config.depths='(20, 32)', and the
+trainer config of every run under --config.base (e.g. --config.base.num_train_steps=32000);
+base.model and base.seed are set per run.
+
+Measured: nothing yet.
+"""
+import importlib.util
+import pathlib
+
+import ml_collections
+
+STUDY_VARIANTS = ('full', 'smoke')
+DEFAULT_DEPTHS = (20, 56)
+FULL_DEPTHS = (20, 32, 44, 56, 110)  # The depths of Figure 6 and Table 6 (1202 aside).
+SMOKE_DEPTHS = (8, 14)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The study config for `arg`, a comma-separated list of variants (see the docstring)."""
+  variants = [v.strip() for v in (arg or '').split(',') if v.strip()]
+  nets = [v for v in variants if v.startswith(('plain', 'resnet'))]
+  if nets:
+    raise ValueError(f'The study trains its own nets, got {nets} in {arg!r}; pick depths with '
+                     "--config.depths='(20, 56)' or the full variant.")
+  if set(STUDY_VARIANTS) <= set(variants):
+    raise ValueError(f'full and smoke exclude each other in {arg!r}; use one of them.')
+  cifar10 = _sibling_config('cifar10')
+  base_variants = [v for v in variants if v != 'full']
+  try:
+    base = cifar10.get_config(','.join(base_variants))
+    deepest = cifar10.get_config(','.join([f'resnet{cifar10.WARMUP_DEPTH}'] + base_variants))
+  except ValueError as error:
+    raise ValueError(f'{error} The study adds the variants {list(STUDY_VARIANTS)}.') from None
+
+  config = ml_collections.ConfigDict()
+  config.depths = FULL_DEPTHS if 'full' in variants else DEFAULT_DEPTHS
+  config.seeds = 1
+  config.base = base
+  # The recipe warms nets this deep up at a low lr (4.2); the study sets that per run.
+  config.deep_warmup = ml_collections.ConfigDict(dict(
+      min_depth=cifar10.WARMUP_DEPTH, steps=deepest.optimizer.warmup_steps))
+  config.figure7 = ml_collections.ConfigDict(dict(
+      num_images=0,  # Eval images whose responses Figure 7 measures; 0: all (the test set).
+      batch_size=500))
+  if 'smoke' in variants:
+    config.depths = SMOKE_DEPTHS
+    config.base.data.validation_size = 500
+    config.base.eval_every_steps = 10
+  return config
+
+
+def _sibling_config(name: str):
+  # Config files are loaded by path, not as a package: load the sibling the same way.
+  path = pathlib.Path(__file__).with_name(f'{name}.py')
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module

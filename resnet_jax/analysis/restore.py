@@ -1,0 +1,66 @@
+"""A run's trained net, rebuilt from its config.json and restored from its latest checkpoint."""
+import dataclasses
+import functools
+import json
+
+import flax.linen as nn
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from etils import epath
+
+from resnet_jax import checkpoints, data, optim, train
+from resnet_jax.data import augment
+from resnet_jax.metric_logging import CONFIG_FILE
+from resnet_jax.train_state import TrainMetrics, init_state
+
+CHECKPOINT_DIR = 'checkpoints'  # Where resnet_jax.checkpoints.Checkpoints saves in a workdir.
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+  """A run's config, net, trained variables ({'params', 'batch_stats'}), step and data."""
+  config: ml_collections.ConfigDict
+  model: nn.Module
+  variables: dict
+  step: int
+  splits: data.ArraySplits
+
+  def eval_inputs(self, num_images: int = 0) -> jax.Array:
+    """The first `num_images` eval images (0: all), normalized as the trainer feeds them."""
+    images = self.splits.eval_images[:num_images or None]
+    return augment.normalize(images, augment.per_pixel_mean(self.splits.train_images))
+
+
+def load_trained_run(workdir: epath.PathLike) -> TrainedRun:
+  """The run in `workdir` at its latest checkpoint, with the data its config names."""
+  workdir = epath.Path(workdir)
+  config = ml_collections.ConfigDict(json.loads((workdir / CONFIG_FILE).read_text()))
+  splits = data.load_dataset(config.data)
+  model = train.build_model(config, splits.num_classes)
+  optimizer = optim.make_optimizer(config.optimizer, config.batch_size)
+  init = functools.partial(init_state, model, optimizer,
+                           image_shape=splits.train_images.shape[1:])
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                        (jax.eval_shape(init, jax.random.key(0)),
+                         jax.eval_shape(TrainMetrics.empty)))
+  saved = checkpoints.Checkpoints(
+      workdir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints,
+      fingerprint=checkpoints.model_fingerprint(config.model, target[0].params))
+  try:
+    state, _ = saved.restore_latest(target)
+  finally:
+    saved.close()
+  if isinstance(state.step, jax.ShapeDtypeStruct):
+    raise FileNotFoundError(f'{workdir / CHECKPOINT_DIR} holds no checkpoint; train the run '
+                            'first, or point at a workdir that has one.')
+  return TrainedRun(config, model, {'params': state.params, 'batch_stats': state.batch_stats},
+                    int(state.step), splits)
+
+
+def latest_checkpoint_step(workdir: epath.PathLike) -> int | None:
+  """The step of the newest finalized checkpoint in `workdir`, or None if there is none."""
+  directory = epath.Path(workdir) / CHECKPOINT_DIR
+  steps = ocp.utils.checkpoint_steps(directory) if directory.exists() else []
+  return max(steps, default=None)

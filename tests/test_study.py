@@ -1,0 +1,183 @@
+"""The degradation study: its plan of runs, and its smoke variant end to end on synthetic data
+(every result file, the verdict, skipping finished runs, resuming interrupted ones, the command
+line and the notebook that reads a study)."""
+import contextlib
+import io
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import matplotlib.image
+import nbclient
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+import degradation
+from resnet_jax import analysis, study, train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / 'experiments' / 'analysis.ipynb'
+# The smoke study on synthetic data, for 6 steps: checkpoints at 3 and 6, evals at 3 and 6.
+SYNTHETIC_SMOKE = {'base.data.source': 'synthetic', 'base.data.validation_size': 0,
+                   'base.num_train_steps': 6, 'base.log_every_steps': 2,
+                   'base.eval_every_steps': 3, 'base.checkpoint_every_steps': 3}
+SMOKE_RUNS = ['plain8_seed0', 'resnet8_seed0', 'plain14_seed0', 'resnet14_seed0']
+FIRST_COLOURS = ((0x1f, 0x77, 0xb4), (0xff, 0x7f, 0x0e))  # matplotlib's C0 and C1.
+
+
+def synthetic_smoke_config():
+  config = degradation.get_config('smoke')
+  config.update_from_flattened_dict(SYNTHETIC_SMOKE)
+  return config
+
+
+@pytest.fixture(scope='module')
+def smoke_study(tmp_path_factory):
+  """(study folder, what the study printed, its verdict) of one synthetic smoke study."""
+  study_dir = tmp_path_factory.mktemp('study')
+  printed = io.StringIO()
+  with contextlib.redirect_stdout(printed):
+    verdict = study.run_study(synthetic_smoke_config(), str(study_dir))
+  return study_dir, printed.getvalue(), verdict
+
+
+@pytest.fixture
+def study_copy(smoke_study, tmp_path):
+  """A copy of the smoke study that a test may change."""
+  return pathlib.Path(shutil.copytree(smoke_study[0], tmp_path / 'study'))
+
+
+def test_planned_runs_cover_every_depth_family_and_seed():
+  config = degradation.get_config()
+  config.seeds = 2
+  config.base.num_train_steps = 100
+  runs = study.planned_runs(config)
+  assert list(runs) == ['plain20_seed0', 'plain20_seed1', 'resnet20_seed0', 'resnet20_seed1',
+                        'plain56_seed0', 'plain56_seed1', 'resnet56_seed0', 'resnet56_seed1']
+  assert [(run.model, run.seed) for run in runs.values()][-3:] == [
+      ('plain56', 1), ('resnet56', 0), ('resnet56', 1)]
+  assert {run.num_train_steps for run in runs.values()} == {100}
+  assert config.base.model == 'resnet20'  # Runs are copies; the base is left alone.
+
+
+def test_only_the_deepest_nets_warm_up():
+  runs = study.planned_runs(degradation.get_config('full'))
+  warmup = {name: run.optimizer.warmup_steps for name, run in runs.items()}
+  assert warmup['resnet110_seed0'] == warmup['plain110_seed0'] == 400
+  assert warmup['resnet56_seed0'] == warmup['plain20_seed0'] == 0
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('depths', (20, 18), 'CIFAR nets of depth 6n\\+2'),
+    ('depths', (21,), 'depth must be 6n\\+2'),
+    ('seeds', 0, 'seeds must be at least 1'),
+])
+def test_planned_runs_refuse_bad_settings(field, value, message):
+  config = degradation.get_config()
+  config[field] = value
+  with pytest.raises(ValueError, match=message):
+    study.planned_runs(config)
+
+
+def test_smoke_study_writes_the_table(smoke_study):
+  study_dir, _, _ = smoke_study
+  table = pd.read_csv(study_dir / study.RESULTS_CSV)
+  assert list(table.model) == ['plain8', 'plain14', 'resnet8', 'resnet14']
+  assert set(table.seeds) == {1} and set(table.step) == {6} and set(table.eval_split) == {'test'}
+  assert table.train_error_mean.between(0, 100).all() and table.eval_error_mean.between(0, 100).all()
+  markdown = (study_dir / study.RESULTS_MD).read_text()
+  for model in table.model:
+    assert f'| {model} | 1 | 6 |' in markdown
+
+
+def test_smoke_study_draws_both_figures(smoke_study):
+  study_dir, _, _ = smoke_study
+  for name in (study.FIGURE6_PNG, study.FIGURE7_PNG):
+    pixels = np.round(matplotlib.image.imread(study_dir / name)[..., :3] * 255).astype(int)
+    for colour in FIRST_COLOURS:  # The two depths' curves are drawn.
+      assert (pixels == colour).all(-1).sum() > 100, f'{name} lacks the curves in {colour}'
+  figure6 = analysis.figure6(analysis.load_study(study_dir))
+  assert [len(ax.lines) for ax in figure6.axes] == [4, 4]
+
+
+def test_smoke_study_measures_every_layer_of_every_net(smoke_study):
+  study_dir, _, _ = smoke_study
+  responses = pd.read_csv(study_dir / study.RESPONSES_CSV)
+  layers = responses.groupby('run').layer.max().to_dict()
+  assert layers == {'plain8_seed0': 7, 'resnet8_seed0': 7, 'plain14_seed0': 13,
+                    'resnet14_seed0': 13}  # 6n+1 3x3 layers: the stem and 2 per block.
+  assert (responses['std'] > 0).all()
+
+
+def test_smoke_study_prints_progress_and_a_checkable_verdict(smoke_study):
+  study_dir, printed, verdict = smoke_study
+  for index, run in enumerate(SMOKE_RUNS, start=1):
+    assert f'[{index}/4] {run}: training to step 6' in printed
+  table = pd.read_csv(study_dir / study.RESULTS_CSV).set_index('model').train_error_mean
+  plain, resnet = verdict
+  degraded = table['plain14'] > table['plain8']
+  assert plain == (f'plain14 train error {table["plain14"]:.2f}% {">" if degraded else "<="} '
+                   f'plain8 {table["plain8"]:.2f}%: '
+                   f'{"degradation present" if degraded else "no degradation"}')
+  assert re.fullmatch(r'resnet14 train error [\d.]+% (<|>=) resnet8 [\d.]+%: the deeper '
+                      r'residual net (trains|does not train) better', resnet)
+  assert f'  {plain}\n  {resnet}\n' in printed
+
+
+def test_rerun_skips_finished_runs(study_copy, monkeypatch, capsys):
+  def no_training(*args):
+    raise AssertionError(f'trained a finished run: {args}')
+
+  monkeypatch.setattr(train, 'train_and_evaluate', no_training)
+  study.train_runs(synthetic_smoke_config(), study_copy)
+  assert capsys.readouterr().out.count('finished, skipped') == 4
+
+
+def test_rerun_resumes_an_interrupted_run(study_copy, monkeypatch, capsys):
+  shutil.rmtree(study_copy / 'resnet8_seed0' / 'checkpoints' / '6')
+  trained = []
+  monkeypatch.setattr(train, 'train_and_evaluate',
+                      lambda config, workdir: trained.append((config.model, workdir)))
+  study.train_runs(synthetic_smoke_config(), study_copy)
+  assert trained == [('resnet8', str(study_copy / 'resnet8_seed0'))]
+  assert '[2/4] resnet8_seed0: resuming from step 3 to step 6' in capsys.readouterr().out
+
+
+def test_a_run_without_its_final_records_is_not_finished(study_copy):
+  run = study.planned_runs(synthetic_smoke_config())['plain8_seed0']
+  metrics = study_copy / 'plain8_seed0' / 'metrics.jsonl'
+  assert study.is_finished(study_copy / 'plain8_seed0', run)
+  metrics.write_text(''.join(line + '\n' for line in metrics.read_text().splitlines()
+                             if '"step": 6' not in line))
+  assert not study.is_finished(study_copy / 'plain8_seed0', run)
+
+
+def test_command_line_reruns_a_finished_study(study_copy):
+  for name in (study.RESULTS_CSV, study.FIGURE6_PNG, study.FIGURE7_PNG):
+    (study_copy / name).unlink()
+  overrides = [f'--config.{key}={value}' for key, value in SYNTHETIC_SMOKE.items()]
+  result = subprocess.run(
+      [sys.executable, '-m', 'resnet_jax.study', '--config=experiments/degradation.py:smoke',
+       f'--workdir={study_copy}', *overrides],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.count('finished, skipped') == 4
+  assert 'Verdict (final training error):' in result.stdout
+  for name in (study.RESULTS_CSV, study.FIGURE6_PNG, study.FIGURE7_PNG):
+    assert (study_copy / name).exists()
+
+
+def test_notebook_runs_on_a_study(smoke_study, monkeypatch):
+  monkeypatch.setenv('RESNET_JAX_STUDY_DIR', str(smoke_study[0]))
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
+  nbclient.NotebookClient(notebook, kernel_name='python3', timeout=300,
+                          resources={'metadata': {'path': str(NOTEBOOK.parent)}}).execute()
+  outputs = [output for cell in notebook.cells if cell.cell_type == 'code'
+             for output in cell.outputs]
+  assert sum('image/png' in output.get('data', {}) for output in outputs) == 2
+  assert 'resnet14' in outputs[0]['data']['text/plain']
+  assert 'plain14 train error' in ''.join(output.get('text', '') for output in outputs)

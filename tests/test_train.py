@@ -1,0 +1,115 @@
+"""The trainer: the paper's schedule, sharding, multi-host, resume and its logs."""
+import socket
+
+import cifar10
+import numpy as np
+import pandas as pd
+import pytest
+
+from resnet_jax import optim
+from training_runs import assert_trees_close, final_state, metric_records, run_main
+
+
+def test_learning_rate_hits_the_papers_values_at_32k_and_48k():
+  schedule = optim.learning_rate_schedule(cifar10.get_config('resnet56').optimizer, 128)
+  for step, lr in [(0, 0.1), (31_999, 0.1), (32_000, 0.01), (47_999, 0.01), (48_000, 0.001),
+                   (63_999, 0.001)]:
+    assert float(schedule(step)) == pytest.approx(lr), step
+
+
+def test_resnet110_warms_up_at_001_for_400_steps():
+  schedule = optim.learning_rate_schedule(cifar10.get_config('resnet110').optimizer, 128)
+  for step, lr in [(0, 0.01), (399, 0.01), (400, 0.1), (32_000, 0.01), (48_000, 0.001)]:
+    assert float(schedule(step)) == pytest.approx(lr), step
+
+
+def test_linear_scaling_rule_scales_the_base_learning_rate():
+  config = cifar10.get_config('resnet20').optimizer
+  config.scale_with_batch_size = True
+  assert float(optim.learning_rate_schedule(config, 512)(0)) == pytest.approx(0.4)
+
+
+@pytest.fixture(scope='module')
+def smoke_run(tmp_path_factory):
+  """The smoke config end to end, as a user runs it."""
+  workdir = tmp_path_factory.mktemp('smoke')
+  run_main(workdir, '--config.log_every_steps=10', '--config.eval_every_steps=30',
+           '--config.checkpoint_every_steps=30', '--config.batch_size=32',
+           '--config.optimizer.learning_rate=0.1')
+  return workdir
+
+
+def test_smoke_run_loss_decreases_and_reports_train_and_test_error(smoke_run):
+  metrics = pd.read_json(smoke_run / 'metrics.jsonl', lines=True)
+  assert {'step', 'split', 'loss', 'error', 'learning_rate', 'steps_per_sec'} <= set(metrics)
+  train = metrics[metrics.split == 'train'].set_index('step')
+  assert list(train.index) == [10, 20, 30]
+  assert train.loss[30] < train.loss[20] < train.loss[10]
+  test = metrics[metrics.split == 'test']
+  assert list(test.step) == [30] and 0 <= float(test.error.iloc[0]) < 0.9
+  assert (smoke_run / 'config.json').exists()
+
+
+@pytest.fixture(scope='module')
+def reference_run(tmp_path_factory):
+  """8 steps on one device, uninterrupted: what every other topology must reproduce."""
+  workdir = tmp_path_factory.mktemp('reference')
+  run_main(workdir, '--config.num_train_steps=8')
+  return workdir
+
+
+def assert_same_training(workdir, reference, exact=False):
+  records, expected = metric_records(workdir), metric_records(reference)
+  if exact:
+    assert records == expected
+  assert [(r['step'], r['split']) for r in records] == [(r['step'], r['split']) for r in expected]
+  for a, b in zip(records, expected):
+    np.testing.assert_allclose([a['loss'], a['error']], [b['loss'], b['error']], rtol=1e-4)
+  (step, state), (expected_step, expected_state) = final_state(workdir), final_state(reference)
+  assert step == expected_step
+  tolerance = dict(rtol=0, atol=0) if exact else dict(rtol=1e-4, atol=1e-5)
+  assert_trees_close(state, expected_state, **tolerance)
+
+
+def test_eight_devices_train_the_same_net_as_one(tmp_path, reference_run):
+  run_main(tmp_path, '--config.num_train_steps=8', devices=8)
+  assert_same_training(tmp_path, reference_run)
+
+
+def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, reference_run):
+  run_main(tmp_path, '--config.num_train_steps=4')
+  assert final_state(tmp_path)[0] == 4
+  output = run_main(tmp_path, '--config.num_train_steps=8')
+  assert 'Resumed' in output and 'at step 4' in output
+  assert_same_training(tmp_path, reference_run, exact=True)
+
+
+def test_checkpoint_of_another_model_is_refused_and_kept(reference_run):
+  before = sorted(p.name for p in (reference_run / 'checkpoints').iterdir())
+  process = run_main(reference_run, '--config.num_train_steps=12', '--config.model=resnet14',
+                     wait=False)
+  output, _ = process.communicate(timeout=600)
+  assert process.returncode != 0
+  assert 'holds a resnet8 run, but the config asks for resnet14' in output
+  assert sorted(p.name for p in (reference_run / 'checkpoints').iterdir()) == before
+  assert final_state(reference_run)[0] == 8
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_the_same_net_as_one(tmp_path, reference_run):
+  """Two local processes with 2 devices each, started through launch/local.sh."""
+  address = f'127.0.0.1:{_free_port()}'
+  processes = [
+      run_main(tmp_path, '--config.num_train_steps=8', f'--coordinator_address={address}',
+               '--num_processes=2', f'--process_id={i}', devices=2, wait=False,
+               through_launcher=True)
+      for i in range(2)]
+  outputs = [p.communicate(timeout=600)[0] for p in processes]
+  assert all(p.returncode == 0 for p in processes), outputs[0][-3000:] + outputs[1][-3000:]
+  assert 'JAX process 1/2' in outputs[1]
+  assert_same_training(tmp_path, reference_run)
