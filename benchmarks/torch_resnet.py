@@ -105,7 +105,7 @@ def load_flax_variables(model: CifarNet, variables: dict) -> None:
 
   def copy(target, source):
     with torch.no_grad():
-      target.copy_(torch.as_tensor(np.asarray(source)))
+      target.copy_(torch.from_numpy(np.array(source, dtype=np.float32)))
 
   def copy_conv(conv, kernel):  # HWIO -> OIHW
     copy(conv.weight, np.transpose(np.asarray(kernel), (3, 2, 0, 1)))

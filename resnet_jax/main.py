@@ -1,11 +1,12 @@
 """Command line entry point: `python -m resnet_jax.main --config=... --workdir=...`."""
 import logging
+import sys
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from resnet_jax import train
+from resnet_jax import preemption, train
 
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. experiments/cifar10.py:resnet20.',
                                 lock_config=True)
@@ -32,7 +33,11 @@ def main(argv):
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except preemption.Preempted as stopped:
+    logging.warning('%s', stopped)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
 
 
 if __name__ == '__main__':

@@ -7,7 +7,6 @@ A rerun skips finished runs and resumes interrupted ones (the trainer resumes by
 Progress and the verdict go to stdout, the trainer's logs to stderr.
 """
 import copy
-import json
 
 import ml_collections
 import pandas as pd
@@ -25,6 +24,7 @@ FIGURE6_PNG = 'figure6.png'
 FIGURE7_PNG = 'figure7.png'
 FAMILIES = ('plain', 'resnet')
 
+
 def planned_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
   """The trainer config of every run of the study, by run name (e.g. 'plain56_seed0')."""
   if config.seeds < 1:
@@ -37,7 +37,8 @@ def planned_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.
   return runs
 
 
-def run_config(config: ml_collections.ConfigDict, net: str, seed: int) -> ml_collections.ConfigDict:
+def run_config(config: ml_collections.ConfigDict, net: str,
+               seed: int) -> ml_collections.ConfigDict:
   """The base config with the net and seed of one run, and the warm-up of deep nets."""
   spec = models.parse(net)
   if spec.dataset != 'cifar':
@@ -53,11 +54,10 @@ def run_config(config: ml_collections.ConfigDict, net: str, seed: int) -> ml_col
 
 def is_finished(workdir: epath.Path, config: ml_collections.ConfigDict) -> bool:
   """Whether the run in `workdir` logged its final step and saved its final checkpoint."""
-  metrics = workdir / METRICS_FILE
-  if not metrics.exists():
+  if not (workdir / METRICS_FILE).exists():
     return False
-  final_splits = {record['split'] for line in metrics.read_text().splitlines() if line.strip()
-                  for record in [json.loads(line)] if record['step'] == config.num_train_steps}
+  run = analysis.load_run(workdir)
+  final_splits = set(run.split[run.step == config.num_train_steps]) if len(run) else set()
   return ('train' in final_splits and bool(final_splits - {'train'})
           and analysis.latest_checkpoint_step(workdir) == config.num_train_steps)
 

@@ -13,6 +13,7 @@ from jax import lax
 from resnet_jax import checkpoints, data, device_data, models, optim, sharding
 from resnet_jax.data import augment
 from resnet_jax.metric_logging import MetricLogger
+from resnet_jax.preemption import Preempted, PreemptionWatcher
 from resnet_jax.train_state import EvalMetrics, TrainMetrics, TrainState, eval_step, init_state, train_step
 
 
@@ -84,6 +85,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Returns the last logged train and eval metrics.
   """
   workdir = epath.Path(workdir)
+  _check_intervals(config)
   mesh = sharding.make_mesh(config.mesh.to_dict())
   sharding.check_batch_divides(config.batch_size, mesh)
   sharding.check_batch_divides(config.eval_batch_size, mesh, 'eval_batch_size')
@@ -118,6 +120,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   schedule = optim.learning_rate_schedule(config.optimizer, config.batch_size)
   results = {}
   progress = _Progress(start_step, config.num_train_steps)
+  preemption = PreemptionWatcher()
   step = start_step
   reset = step % config.log_every_steps == 0  # The checkpointed averages were logged.
   try:
@@ -134,11 +137,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logger.write(step, splits.eval_split, results[splits.eval_split])
         logging.info('step %d: %s error %.2f%%', step, splits.eval_split,
                      100 * results[splits.eval_split]['error'])
-      ckpt.maybe_save(step, (state, train_metrics), force=step == config.num_train_steps)
+      stop = preemption.should_stop()
+      ckpt.maybe_save(step, (state, train_metrics), force=stop or step == config.num_train_steps)
+      if stop and step < config.num_train_steps:
+        raise Preempted(step)
   finally:
     ckpt.close()
     logger.close()
   return results
+
+
+def _check_intervals(config: ml_collections.ConfigDict) -> None:
+  """Logging, eval and checkpoint steps must fall on dispatch boundaries."""
+  per_dispatch = config.steps_per_dispatch
+  for name in ('num_train_steps', 'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps'):
+    value = config[name]
+    if value < 1 or value % per_dispatch:
+      raise ValueError(f'{name}={value} must be a positive multiple of steps_per_dispatch='
+                       f'{per_dispatch}; round it to a multiple or lower steps_per_dispatch.')
 
 
 def _as_floats(metrics: dict) -> dict:

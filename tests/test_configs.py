@@ -28,7 +28,8 @@ def parameter_count(config) -> int:
 
 @pytest.mark.parametrize('path', sorted(EXPERIMENTS.glob('*.py')), ids=lambda p: p.name)
 def test_each_config_opens_with_its_command_and_what_was_measured(path):
-  module = {'cifar10.py': cifar10, 'degradation.py': degradation, 'imagenet.py': imagenet}[path.name]
+  modules = {'cifar10.py': cifar10, 'degradation.py': degradation, 'imagenet.py': imagenet}
+  module = modules[path.name]
   assert 'python -m resnet_jax.' in module.__doc__ and f'experiments/{path.name}' in module.__doc__
   assert 'Measured:' in module.__doc__
 

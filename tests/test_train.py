@@ -1,5 +1,7 @@
 """The trainer: the paper's schedule, sharding, multi-host, resume and its logs."""
+import signal
 import socket
+import time
 
 import cifar10
 import numpy as np
@@ -113,3 +115,23 @@ def test_two_processes_train_the_same_net_as_one(tmp_path, reference_run):
   assert all(p.returncode == 0 for p in processes), outputs[0][-3000:] + outputs[1][-3000:]
   assert 'JAX process 1/2' in outputs[1]
   assert_same_training(tmp_path, reference_run)
+
+
+def test_sigterm_saves_a_checkpoint_exits_42_and_the_run_resumes(tmp_path):
+  process = run_main(tmp_path, '--config.num_train_steps=100000', '--config.log_every_steps=1',
+                     '--config.eval_every_steps=100000', '--config.checkpoint_every_steps=100000',
+                     wait=False)
+  metrics = tmp_path / 'metrics.jsonl'
+  deadline = time.time() + 300
+  while not (metrics.exists() and metrics.read_text().count('\n') >= 3):
+    assert process.poll() is None and time.time() < deadline, process.communicate()[0][-3000:]
+    time.sleep(0.2)
+  process.send_signal(signal.SIGTERM)
+  output, _ = process.communicate(timeout=300)
+  assert process.returncode == 42, output[-3000:]
+  stopped_at = final_state(tmp_path)[0]
+  assert f'saved a checkpoint at step {stopped_at}' in output
+  assert metric_records(tmp_path)[-1]['step'] == stopped_at
+  output = run_main(tmp_path, f'--config.num_train_steps={stopped_at + 2}',
+                    '--config.log_every_steps=1')
+  assert f'at step {stopped_at}' in output and final_state(tmp_path)[0] == stopped_at + 2

@@ -1,6 +1,5 @@
 """A run's trained net, rebuilt from its config.json and restored from its latest checkpoint."""
 import dataclasses
-import functools
 import json
 
 import flax.linen as nn
@@ -9,10 +8,9 @@ import ml_collections
 import orbax.checkpoint as ocp
 from etils import epath
 
-from resnet_jax import checkpoints, data, optim, train
+from resnet_jax import checkpoints, data, train
 from resnet_jax.data import augment
 from resnet_jax.metric_logging import CONFIG_FILE
-from resnet_jax.train_state import TrainMetrics, init_state
 
 CHECKPOINT_DIR = 'checkpoints'  # Where resnet_jax.checkpoints.Checkpoints saves in a workdir.
 
@@ -38,25 +36,9 @@ def load_trained_run(workdir: epath.PathLike) -> TrainedRun:
   config = ml_collections.ConfigDict(json.loads((workdir / CONFIG_FILE).read_text()))
   splits = data.load_dataset(config.data)
   model = train.build_model(config, splits.num_classes)
-  optimizer = optim.make_optimizer(config.optimizer, config.batch_size)
-  init = functools.partial(init_state, model, optimizer,
-                           image_shape=splits.train_images.shape[1:])
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                        (jax.eval_shape(init, jax.random.key(0)),
-                         jax.eval_shape(TrainMetrics.empty)))
-  saved = checkpoints.Checkpoints(
-      workdir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints,
-      fingerprint=checkpoints.model_fingerprint(config.model, target[0].params))
-  try:
-    state, _ = saved.restore_latest(target)
-  finally:
-    saved.close()
-  if isinstance(state.step, jax.ShapeDtypeStruct):
-    raise FileNotFoundError(f'{workdir / CHECKPOINT_DIR} holds no checkpoint; train the run '
-                            'first, or point at a workdir that has one.')
-  return TrainedRun(config, model, {'params': state.params, 'batch_stats': state.batch_stats},
-                    int(state.step), splits)
+  step, (state, _) = checkpoints.load_latest_arrays(workdir)
+  variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
+  return TrainedRun(config, model, variables, step, splits)
 
 
 def latest_checkpoint_step(workdir: epath.PathLike) -> int | None:

@@ -14,9 +14,8 @@ PAPER_NOTES = {'resnet110': 'best of 5 runs; mean 6.61 ± 0.16'}
 def final_errors(runs: pd.DataFrame) -> pd.DataFrame:
   """One row per run: its last step, last logged train error (the running average over the
   last log interval, Figure 6's dashed line) and last eval error, in %, and the eval split."""
-  last = lambda split_rows: split_rows.sort_values('step').groupby(list(RUN_COLUMNS)).last()
-  train = last(runs[runs.split == 'train'])
-  evaluation = last(runs[runs.split != 'train'])
+  train = _last_record_per_run(runs[runs.split == 'train'])
+  evaluation = _last_record_per_run(runs[runs.split != 'train'])
   return pd.DataFrame({
       'step': train.step, 'train_error': 100 * train.error,
       'eval_error': 100 * evaluation.error, 'eval_split': evaluation.split,
@@ -50,6 +49,10 @@ def results_markdown(table: pd.DataFrame, verdict: list[str]) -> str:
   notes = ['', 'Train error: the running average over the last logged interval (as the dashed '
            'curves of Figure 6); mean ± std over seeds.', '']
   return '\n'.join(lines + notes + [f'- {sentence}' for sentence in verdict]) + '\n'
+
+
+def _last_record_per_run(records: pd.DataFrame) -> pd.DataFrame:
+  return records.sort_values('step').groupby(list(RUN_COLUMNS)).last()
 
 
 def _mean_std(mean: float, std: float) -> str:

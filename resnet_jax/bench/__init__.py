@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m resnet_jax.bench train|compile|data ...` (see __main__)."""

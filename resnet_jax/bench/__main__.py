@@ -1,0 +1,26 @@
+"""python -m resnet_jax.bench COMMAND [FLAGS]:
+
+  train    compile time, step time, images/s, peak memory and 64k-step time of the full
+           training step (optionally beside the PyTorch reference: --torch)
+  compile  compile time of the train step per depth, blocks unrolled vs scanned
+  data     images/s of the image decoder and its cache
+"""
+import sys
+
+COMMANDS = ('train', 'compile', 'data')
+
+
+def main(argv: list[str]) -> None:
+  if not argv or argv[0] not in COMMANDS:
+    sys.exit(__doc__ + f'\nGot {argv[:1] or "no command"}; use one of {", ".join(COMMANDS)}.')
+  command, flags = argv[0], argv[1:]
+  if command == 'data':
+    from resnet_jax.bench import data
+    data.main(flags)
+  else:
+    from resnet_jax.bench import train_step
+    (train_step.main if command == 'train' else train_step.compile_main)(flags)
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])

@@ -1,0 +1,315 @@
+"""Train-step benchmark: compile time, steady-state step time, images/s, peak memory and the
+projected time of the paper's 64k-step schedule, for the trainer's real jitted step
+(`train.make_train_fn`: on-device batch gather, augmentation, forward, backward, SGD) on
+synthetic CIFAR-shaped data; optionally beside the PyTorch reference in
+benchmarks/torch_resnet.py, timed in the same run. Each measurement runs in a fresh
+process, so peak memory and compile caches belong to it alone.
+
+  python -m resnet_jax.bench train [--models resnet20,plain56] [--batch-size 128] [--torch]
+  python -m resnet_jax.bench compile [--depths 20,56,110,1202]
+"""
+import argparse
+import concurrent.futures
+import dataclasses
+import functools
+import importlib.metadata
+import importlib.util
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENT = REPO / 'experiments' / 'cifar10.py'
+TORCH_REFERENCE = REPO / 'benchmarks' / 'torch_resnet.py'
+DEFAULT_MODELS = ('resnet20', 'plain56', 'resnet56', 'resnet110')
+CIFAR_TRAIN_IMAGES = 50_000  # The per-step permutation sorts as many indices as CIFAR-10.
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  """What one measurement runs."""
+  model: str
+  batch_size: int = 128
+  steps: int = 10
+  dtype: str = 'float32'
+  steps_per_dispatch: int = 1
+  scan_blocks: bool = False
+  num_train: int = CIFAR_TRAIN_IMAGES
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One measured training step."""
+  model: str
+  framework: str
+  dtype: str
+  batch_size: int
+  device: str
+  compile_seconds: float
+  step_seconds: float  # Median over the timed steps.
+  peak_memory: str
+  schedule_steps: int
+
+  @property
+  def images_per_second(self) -> float:
+    return self.batch_size / self.step_seconds
+
+  @property
+  def schedule_hours(self) -> float:
+    return self.schedule_steps * self.step_seconds / 3600
+
+
+def main(argv: list[str] | None = None) -> None:
+  """`python -m resnet_jax.bench train`: measures every model and prints the table."""
+  args = _train_flags(argv)
+  rows, notes = [], []
+  for model in args.models:
+    setting = Setting(model, args.batch_size, args.steps, args.dtype, args.steps_per_dispatch,
+                      args.scan_blocks, args.num_train)
+    rows.append(_in_fresh_process(measure_jax, setting))
+    if args.torch:
+      for compile in (False, True)[:2 if args.torch_compile else 1]:
+        try:
+          rows.append(_in_fresh_process(measure_torch, setting, compile))
+        except (ImportError, ValueError) as error:
+          notes.append(f'torch reference of {model}: {error}')
+  print(render(rows, args, notes))
+
+
+def measure_jax(setting: Setting) -> Row:
+  """Compiles and times the trainer's train function for `setting`."""
+  import jax
+
+  config, train_fn, state, metrics, dataset = _train_function(setting)
+  started = time.perf_counter()
+  compiled = train_fn.lower(state, metrics, dataset, True).compile()
+  compile_seconds = time.perf_counter() - started
+  state, metrics = jax.block_until_ready(compiled(state, metrics, dataset, True))  # Warm-up.
+  times = []
+  for _ in range(-(-setting.steps // setting.steps_per_dispatch)):
+    started = time.perf_counter()
+    state, metrics = jax.block_until_ready(compiled(state, metrics, dataset, False))
+    times.append((time.perf_counter() - started) / setting.steps_per_dispatch)
+
+  device = jax.devices()[0]
+  stats = device.memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    peak = _mebibytes(stats['peak_bytes_in_use'])
+  else:
+    peak = f'{_mebibytes(_max_rss_bytes())} RSS'
+  return Row(setting.model, _jax_framework(setting), setting.dtype, setting.batch_size,
+             f'{device.device_kind} x{jax.device_count()}', compile_seconds,
+             statistics.median(times), peak, config.num_train_steps)
+
+
+def measure_torch(setting: Setting, compile: bool) -> Row:
+  """Times the PyTorch reference of `setting.model` (eager or torch.compile)."""
+  torch_resnet = load_torch_reference()
+  from resnet_jax.data.synthetic import synthetic_splits
+
+  splits = synthetic_splits(setting.num_train, 1, 32, 10, seed=0)
+  result = torch_resnet.time_training(setting.model, splits.train_images, splits.train_labels,
+                                      setting.batch_size, setting.steps, setting.dtype, compile)
+  step_seconds = statistics.median(result['step_seconds'])
+  peak = (_mebibytes(result['peak_bytes']) if result['peak_bytes'] is not None
+          else f'{_mebibytes(_max_rss_bytes())} RSS')
+  return Row(setting.model, 'torch compile' if compile else 'torch eager', setting.dtype,
+             setting.batch_size, result['device'],
+             max(result['first_steps_seconds'] - 2 * step_seconds, 0.0), step_seconds, peak,
+             experiment_config(setting).num_train_steps)
+
+
+def load_torch_reference():
+  """benchmarks/torch_resnet.py as a module; ImportError with a hint if torch is missing."""
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    raise ImportError('PyTorch is not installed; `pip install torch` (a CPU build is enough '
+                      'here) to time the reference, or leave out --torch.') from None
+  if not TORCH_REFERENCE.exists():
+    raise ImportError(f'{TORCH_REFERENCE} is absent: run from a checkout of the repository.')
+  spec = importlib.util.spec_from_file_location('torch_resnet', TORCH_REFERENCE)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def experiment_config(setting: Setting):
+  """experiments/cifar10.py's config for the model (the paper's recipe and schedule), on
+  synthetic data of CIFAR-10's shape and size."""
+  if not EXPERIMENT.exists():
+    raise FileNotFoundError(f'{EXPERIMENT} is absent: run from a checkout of the repository.')
+  spec = importlib.util.spec_from_file_location('cifar10_experiment', EXPERIMENT)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(setting.model)
+  config.batch_size = setting.batch_size
+  config.dtype = setting.dtype
+  config.steps_per_dispatch = setting.steps_per_dispatch
+  config.scan_blocks = setting.scan_blocks
+  config.data.source = 'synthetic'
+  config.data.synthetic.num_train = setting.num_train
+  config.data.synthetic.num_eval = config.eval_batch_size = setting.batch_size
+  return config
+
+
+def render(rows: list[Row], args: argparse.Namespace, notes: list[str] = ()) -> str:
+  """The table of `rows` under the machine, the library versions and the settings."""
+  header = ('model', 'framework', 'dtype', 'batch', 'compile s', 'step ms', 'images/s',
+            'peak memory', '64k steps h')
+  table = [header] + [
+      (row.model, row.framework, row.dtype, str(row.batch_size), f'{row.compile_seconds:.1f}',
+       f'{1000 * row.step_seconds:.1f}', f'{row.images_per_second:.0f}', row.peak_memory,
+       f'{row.schedule_hours:.2f}') for row in rows]
+  widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+  lines = ['  '.join(cell.ljust(width) if i < 3 else cell.rjust(width)
+                     for i, (cell, width) in enumerate(zip(line, widths))) for line in table]
+  devices = sorted({f'{row.framework.split()[0]}: {row.device}' for row in rows})
+  settings = (f'steps timed: {args.steps} (median), steps per dispatch: '
+              f'{args.steps_per_dispatch}, scan blocks: {args.scan_blocks}, '
+              f'train images: {args.num_train}')
+  return '\n'.join([machine_description(), 'devices: ' + '; '.join(devices), settings,
+                    'peak memory: device peak where the backend reports one, else the '
+                    "process's max RSS", '', *lines, *notes])
+
+
+def machine_description() -> str:
+  """Host CPU and load, XLA_FLAGS, and the jax, jaxlib, flax and torch versions."""
+  versions = ', '.join(f'{name} {_version(name)}' for name in ('jax', 'jaxlib', 'flax', 'torch'))
+  load = ', '.join(f'{value:.1f}' for value in os.getloadavg())
+  return (f'host: {platform.processor() or platform.machine()}, '
+          f'{len(os.sched_getaffinity(0))} usable CPUs, load average {load}; python '
+          f'{platform.python_version()}, {versions}; '
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+
+
+def compile_main(argv: list[str] | None = None) -> None:
+  """`python -m resnet_jax.bench compile`: train-step compile time per depth, blocks
+  unrolled and scanned."""
+  parser = argparse.ArgumentParser(prog='python -m resnet_jax.bench compile',
+                                   description=compile_main.__doc__)
+  parser.add_argument('--depths', type=_depths, default=(20, 56, 110, 1202),
+                      help='comma-separated 6n+2 depths (default: 20,56,110,1202)')
+  parser.add_argument('--family', choices=('resnet', 'plain'), default='resnet')
+  parser.add_argument('--batch-size', type=_positive, default=128)
+  args = parser.parse_args(argv)
+  lines = [f'{"model":<12}{"blocks":<10}{"compile s":>10}']
+  for depth in args.depths:
+    for scan_blocks in (False, True):
+      setting = Setting(f'{args.family}{depth}', args.batch_size, steps=1,
+                        scan_blocks=scan_blocks, num_train=args.batch_size)
+      seconds = _in_fresh_process(compile_seconds, setting)
+      lines.append(f'{setting.model:<12}{"scanned" if scan_blocks else "unrolled":<10}'
+                   f'{seconds:>10.1f}')
+  print('\n'.join([machine_description(), f'batch {args.batch_size}; seconds to trace, lower '
+                   'and compile the train step', '', *lines]))
+
+
+def compile_seconds(setting: Setting) -> float:
+  """Seconds to trace, lower and compile the train function of `setting`."""
+  _, train_fn, state, metrics, dataset = _train_function(setting)
+  started = time.perf_counter()
+  train_fn.lower(state, metrics, dataset, True).compile()
+  return time.perf_counter() - started
+
+
+def _train_function(setting: Setting):
+  """The config, the trainer's jitted train function and its arguments, as
+  train.train_and_evaluate builds them."""
+  import jax
+
+  from resnet_jax import data, device_data, optim, sharding, train
+  from resnet_jax.train_state import TrainMetrics, init_state
+
+  config = experiment_config(setting)
+  mesh = sharding.make_mesh(config.mesh.to_dict())
+  splits = data.load_dataset(config.data)
+  model = train.build_model(config, splits.num_classes)
+  optimizer = optim.make_optimizer(config.optimizer, config.batch_size)
+  dataset = device_data.to_device(splits, mesh, config.eval_batch_size)
+  data_shardings = jax.tree.map(lambda _: sharding.replicated(mesh), dataset)
+  init = functools.partial(init_state, model, optimizer, image_shape=splits.train_images.shape[1:])
+  state_shardings = sharding.state_sharding(mesh, jax.eval_shape(init, jax.random.key(0)))
+  state = jax.jit(init, out_shardings=state_shardings)(jax.random.key(config.seed))
+  metrics = jax.jit(TrainMetrics.empty, out_shardings=sharding.replicated(mesh))()
+  train_fn = train.make_train_fn(config, model, optimizer, mesh, state_shardings, data_shardings)
+  return config, train_fn, state, metrics, dataset
+
+
+def _in_fresh_process(function, *args):
+  context = multiprocessing.get_context('spawn')
+  with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+    return pool.submit(function, *args).result()
+
+
+def _jax_framework(setting: Setting) -> str:
+  extras = [f'{setting.steps_per_dispatch} steps/dispatch'] if setting.steps_per_dispatch > 1 else []
+  extras += ['scanned blocks'] if setting.scan_blocks else []
+  return 'jax' + (f' ({", ".join(extras)})' if extras else '')
+
+
+def _max_rss_bytes() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB.
+
+
+def _mebibytes(count: int) -> str:
+  return f'{count / 2**20:,.0f} MiB'
+
+
+def _version(name: str) -> str:
+  try:
+    return importlib.metadata.version(name)
+  except importlib.metadata.PackageNotFoundError:
+    return 'not installed'
+
+
+def _train_flags(argv: list[str] | None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(prog='python -m resnet_jax.bench train',
+                                   description=__doc__.split('\n\n')[0])
+  parser.add_argument('--models', type=_names, default=DEFAULT_MODELS,
+                      help=f'comma-separated registry names (default: {",".join(DEFAULT_MODELS)})')
+  parser.add_argument('--batch-size', type=_positive, default=128)
+  parser.add_argument('--steps', type=_positive, default=10, help='timed steps, after a warm-up')
+  parser.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
+  parser.add_argument('--steps-per-dispatch', type=_positive, default=1,
+                      help='steps per jitted call (lax.scan over steps when > 1)')
+  parser.add_argument('--scan-blocks', action='store_true', help='nn.scan over identical blocks')
+  parser.add_argument('--num-train', type=_positive, default=CIFAR_TRAIN_IMAGES,
+                      help='synthetic train images on the device (default: as many as CIFAR-10)')
+  parser.add_argument('--torch', action='store_true',
+                      help='also time benchmarks/torch_resnet.py, eager and torch.compile')
+  parser.add_argument('--no-torch-compile', dest='torch_compile', action='store_false',
+                      help='with --torch, time eager PyTorch only (torch.compile takes minutes)')
+  args = parser.parse_args(argv)
+  if args.num_train < args.batch_size:
+    parser.error(f'--num-train {args.num_train} must hold at least one batch of {args.batch_size}')
+  return args
+
+
+def _names(text: str) -> tuple[str, ...]:
+  from resnet_jax import models
+  names = tuple(name.strip() for name in text.split(',') if name.strip())
+  for name in names:
+    try:
+      models.parse(name)
+    except ValueError as error:
+      raise argparse.ArgumentTypeError(str(error)) from None
+  return names
+
+
+def _depths(text: str) -> tuple[int, ...]:
+  try:
+    return tuple(int(depth) for depth in text.split(','))
+  except ValueError:
+    raise argparse.ArgumentTypeError(f'expected depths like 20,56,110, got {text!r}') from None
+
+
+def _positive(text: str) -> int:
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f'expected a positive integer, got {text}')
+  return value

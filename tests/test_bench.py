@@ -1,0 +1,101 @@
+"""The train-step benchmark and the PyTorch reference it times ours against."""
+import re
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from resnet_jax import models
+from resnet_jax.bench import __main__ as bench_main
+from resnet_jax.bench import train_step
+from resnet_jax.models.complexity import count_parameters
+
+COLUMNS = ('model', 'framework', 'dtype', 'batch', 'compile s', 'step ms', 'images/s',
+           'peak memory', '64k steps h')
+
+
+def test_train_benchmark_prints_every_column(capsys):
+  train_step.main(['--models', 'resnet8', '--batch-size', '8', '--steps', '2',
+                   '--num-train', '64'])
+  out = capsys.readouterr().out
+  assert re.search(r'jax 0\.\d+.*jaxlib .*flax ', out)
+  assert 'devices: jax: cpu' in out
+  header = next(line for line in out.splitlines() if line.startswith('model'))
+  assert re.split(r'\s{2,}', header.strip()) == list(COLUMNS)
+  row = next(line for line in out.splitlines() if line.startswith('resnet8'))
+  assert re.fullmatch(r'resnet8\s+jax\s+float32\s+8\s+[\d.]+\s+[\d.]+\s+\d+\s+[\d,]+ MiB RSS\s+'
+                      r'[\d.]+', row.strip()), row
+
+
+def test_main_dispatches_data_to_the_data_benchmark(monkeypatch):
+  from resnet_jax.bench import data
+  calls = []
+  monkeypatch.setattr(data, 'main', calls.append)
+  bench_main.main(['data', '--limit', '10'])
+  assert calls == [['--limit', '10']]
+
+
+def test_main_names_the_commands_when_given_an_unknown_one():
+  with pytest.raises(SystemExit, match='use one of train, compile, data'):
+    bench_main.main(['trian'])
+
+
+def test_unknown_model_is_rejected_with_the_registry_message():
+  with pytest.raises(SystemExit):
+    train_step.main(['--models', 'resnet21'])
+
+
+@pytest.fixture(scope='module')
+def torch_resnet():
+  pytest.importorskip('torch', reason='PyTorch is not installed: the reference tests need it')
+  return train_step.load_torch_reference()
+
+
+@pytest.mark.parametrize('name', ['resnet8', 'plain14', 'resnet20'])
+def test_torch_reference_has_our_parameter_count_and_logits_shape(torch_resnet, name):
+  import torch
+  variables = jax.eval_shape(lambda: models.create(name).init(jax.random.key(0),
+                                                              jnp.zeros((1, 32, 32, 3))))
+  net = torch_resnet.create(name)
+  assert torch_resnet.parameter_count(net) == count_parameters(variables['params'])
+  assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_torch_reference_matches_our_bn_and_option_a_shortcuts_on_shared_weights(torch_resnet):
+  import torch
+  model = models.create('resnet8')
+  variables = flax.core.unfreeze(model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3))))
+  images = np.asarray(jax.random.normal(jax.random.key(1), (4, 32, 32, 3)))
+  net = torch_resnet.create('resnet8')
+  torch_resnet.load_flax_variables(net, variables)
+  torch_images = torch.as_tensor(images).permute(0, 3, 1, 2)
+
+  logits, updates = model.apply(variables, images, train=True, mutable=['batch_stats'])
+  net.train()
+  with torch.no_grad():
+    torch_logits = net(torch_images)
+  np.testing.assert_allclose(torch_logits.numpy(), logits, rtol=1e-4, atol=1e-4)
+  # The stride-2 block: option-A shortcut, and BN running averages with the unbiased variance.
+  bn = updates['batch_stats']['stage2_block0']['bn1']
+  np.testing.assert_allclose(net.blocks.stage2_block0.bn1.running_mean.numpy(), bn['mean'],
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(net.blocks.stage2_block0.bn1.running_var.numpy(), bn['var'],
+                             rtol=1e-4, atol=1e-5)
+
+  variables['batch_stats'] = updates['batch_stats']
+  net.eval()
+  with torch.no_grad():
+    np.testing.assert_allclose(net(torch_images).numpy(),
+                               model.apply(variables, images, train=False), rtol=1e-4, atol=1e-4)
+
+
+def test_torch_training_step_runs_and_reports_times(torch_resnet):
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
+  labels = rng.integers(0, 10, 32)
+  result = torch_resnet.time_training('resnet8', images, labels, batch_size=8, steps=2,
+                                      device='cpu')
+  assert len(result['step_seconds']) == 2 and min(result['step_seconds']) > 0
+  assert result['device'].startswith('cpu')
