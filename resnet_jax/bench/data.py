@@ -18,10 +18,12 @@ import time
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
+import jax
 import numpy as np
 import PIL
 from PIL import Image
 
+from resnet_jax.data import augment
 from resnet_jax.data.arrays import ArraySplits
 from resnet_jax.data.decode import default_num_workers
 from resnet_jax.data.folder import (archive_files, folder_files, load_image_archive,
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     scratch = Path(scratch)
     source, description = _source(args.path, args.limit, scratch)
     rows, splits = measure_decoder(source, args.workers, scratch)
+  rows.append(measure_on_device_batches(splits))
   image_shape = 'x'.join(map(str, splits.train_images.shape[1:]))
   print(render(rows, f'source: {description}, {image_shape} images'))
 
@@ -73,6 +76,25 @@ def measure_decoder(source: Path, worker_counts: list[int],
   splits = load(source, cache_dir)
   rows.append(Row('load from cache', _count(splits), time.perf_counter() - started))
   return rows, splits
+
+
+def measure_on_device_batches(splits: ArraySplits, batch_size: int = 128,
+                              steps: int = 50) -> Row:
+  """The trainer's jitted CIFAR batch function (gather, mean, pad-4 crop, flip) on the
+  default device, timed after one compiling call."""
+  images, labels = jax.device_put(splits.train_images), jax.device_put(splits.train_labels)
+  mean = jax.device_put(augment.per_pixel_mean(splits.train_images))
+  keys = jax.random.split(jax.random.key(0))
+  make_batch = jax.jit(lambda step: augment.train_batch(keys[0], keys[1], step, images, labels,
+                                                        mean, batch_size))
+  jax.block_until_ready(make_batch(0))
+  started = time.perf_counter()
+  for step in range(1, steps + 1):
+    batch = make_batch(step)
+  jax.block_until_ready(batch)
+  device = jax.devices()[0].device_kind
+  return Row(f'on-device batches, batch {batch_size} ({device})', steps * batch_size,
+             time.perf_counter() - started)
 
 
 def render(rows: list[Row], title: str) -> str:
