@@ -53,6 +53,13 @@ class MetricLogger:
       self.writer.write_scalars(step, {f'{split}/{name}': v for name, v in scalars.items()})
       self.writer.flush()
 
+  def progress_hooks(self, total_steps: int) -> list:
+    """clu's ReportProgress (steps/s and ETA to the log and TensorBoard) where TF exists."""
+    if self.writer is None:
+      return []
+    from clu import periodic_actions  # Imports TensorFlow, as the writer did.
+    return [periodic_actions.ReportProgress(num_train_steps=total_steps, writer=self.writer)]
+
   def close(self) -> None:
     if self.writer is not None:
       self.writer.close()

@@ -120,6 +120,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   schedule = optim.learning_rate_schedule(config.optimizer, config.batch_size)
   results = {}
   progress = _Progress(start_step, config.num_train_steps)
+  progress_hooks = logger.progress_hooks(config.num_train_steps)
   preemption = PreemptionWatcher()
   step = start_step
   reset = step % config.log_every_steps == 0  # The checkpointed averages were logged.
@@ -127,6 +128,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     while step < config.num_train_steps:
       state, train_metrics = train_fn(state, train_metrics, dataset, reset)
       step += config.steps_per_dispatch
+      for hook in progress_hooks:
+        hook(step)
       reset = step % config.log_every_steps == 0 or step == config.num_train_steps
       if reset:
         results['train'] = {**_as_floats(train_metrics.compute()),

@@ -213,3 +213,26 @@ def test_scanned_and_unrolled_blocks_agree_in_outputs_and_gradients(name):
   # each tensor's scale.
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4 * np.abs(b).max()),
                models.unroll_scanned(flax.core.unfreeze(grads_s)), grads_u)
+
+
+def test_grouped_batchnorm_normalizes_each_group_on_its_own():
+  x = jax.random.normal(jax.random.key(3), (8, 4, 4, 3)) * jnp.arange(1.0, 9.0)[:, None, None, None]
+  grouped = layers.BatchNorm(use_running_average=False, group_size=4)
+  whole = layers.BatchNorm(use_running_average=False)
+  variables = grouped.init(jax.random.key(0), x)
+  out, _ = grouped.apply(variables, x, mutable=['batch_stats'])
+  halves = [whole.apply(variables, half, mutable=['batch_stats'])[0] for half in (x[:4], x[4:])]
+  np.testing.assert_allclose(out, jnp.concatenate(halves), atol=1e-5)
+  global_out, _ = whole.apply(variables, x, mutable=['batch_stats'])
+  assert not np.allclose(out, global_out, atol=1e-3)
+
+
+def test_batchnorm_running_statistics_follow_torch():
+  x = jax.random.normal(jax.random.key(4), (6, 2, 2, 3)) * 2.0 + 1.0
+  norm = layers.BatchNorm(use_running_average=False)
+  variables = norm.init(jax.random.key(0), x)
+  _, updates = norm.apply(variables, x, mutable=['batch_stats'])
+  flat = np.asarray(x).reshape(-1, 3)
+  np.testing.assert_allclose(updates['batch_stats']['mean'], 0.1 * flat.mean(0), rtol=1e-5)
+  np.testing.assert_allclose(updates['batch_stats']['var'], 0.9 + 0.1 * flat.var(0, ddof=1),
+                             rtol=1e-5)
