@@ -15,7 +15,7 @@ Recipe (Section 4.2): SGD momentum 0.9, weight decay 1e-4, batch 128, lr 0.1 div
 for 400 iterations. Deviation: the paper's running averages use Torch's momentum 0.1,
 kept here; weight decay also applies to BN scale and bias, as in the Torch code.
 
-Measured (docs/results.md, CIFAR-10 JPEG q75 copy, one H100 shared by several runs):
+Measured: (docs/results.md; CIFAR-10 JPEG q75 copy; one H100 shared by several runs)
   resnet20,jpeg: 64k steps, test error 12.23 +- 0.18 % (2 seeds; the paper: 8.75, gap not yet
   explained); plain20,jpeg: 13.49 +- 0.06 %. 56-layer runs stopped at ~38k steps.
 """
