@@ -67,7 +67,7 @@ def test_torch_reference_matches_our_bn_and_option_a_shortcuts_on_shared_weights
   import torch
   model = models.create('resnet8')
   variables = flax.core.unfreeze(model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3))))
-  images = np.asarray(jax.random.normal(jax.random.key(1), (4, 32, 32, 3)))
+  images = np.array(jax.random.normal(jax.random.key(1), (4, 32, 32, 3)))
   net = torch_resnet.create('resnet8')
   torch_resnet.load_flax_variables(net, variables)
   torch_images = torch.as_tensor(images).permute(0, 3, 1, 2)
