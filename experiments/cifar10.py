@@ -21,7 +21,7 @@ Measured: (docs/results.md; CIFAR-10 JPEG q75 copy; one H100 shared by several r
 """
 import ml_collections
 
-from resnet_jax import models
+from resnet_jax import data, models, optim
 
 WARMUP_DEPTH = 110  # "In this case [110 layers], we use 0.01 to warm up" (Section 4.2).
 
@@ -59,17 +59,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.num_train_steps = 64_000
   config.steps_per_dispatch = 1
   config.mesh = ml_collections.ConfigDict({'data': -1})
-  config.optimizer = ml_collections.ConfigDict(dict(
-      learning_rate=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4,
-      decay_norm_params=True, lr_boundaries=(32_000, 48_000), lr_decay=0.1,
-      warmup_steps=0, warmup_learning_rate=0.01, scale_with_batch_size=False,
-      base_batch_size=128))
-  config.data = ml_collections.ConfigDict(dict(
-      source='tfds', name='cifar10', path='', cache_dir='~/.cache/resnet_jax',
-      validation_size=0, train_fraction=1.0, augment=True,
-      synthetic=ml_collections.ConfigDict(dict(
-          num_train=512, num_eval=128, image_size=32, num_classes=10, seed=0))))
+  config.optimizer = optim.default_config(lr_boundaries=(32_000, 48_000), base_batch_size=128)
+  config.data = data.default_data_config()
   config.data.data_dir = ml_collections.config_dict.placeholder(str)
+  config.data.path = ml_collections.config_dict.placeholder(str)
   config.log_every_steps = 100
   config.eval_every_steps = 2000
   config.checkpoint_every_steps = 2000

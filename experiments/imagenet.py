@@ -27,7 +27,7 @@ Measured: nothing yet.
 import jax
 import ml_collections
 
-from resnet_jax import data, models
+from resnet_jax import data, models, optim
 from resnet_jax.data import imagenet as imagenet_input
 
 TRAIN_IMAGES = 1_281_167  # ILSVRC 2012 train split ("1.28 million training images", 4.1).
@@ -73,12 +73,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.num_train_steps = 600_000  # "up to 60 x 10^4 iterations" (3.4).
   config.steps_per_dispatch = 1
   config.mesh = ml_collections.ConfigDict({'data': -1})
-  config.optimizer = ml_collections.ConfigDict(dict(
-      learning_rate=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4,
-      decay_norm_params=True,
+  config.optimizer = optim.default_config(
       lr_boundaries=tuple(round(epochs * steps_per_epoch) for epochs in LR_DECAY_EPOCHS),
-      lr_decay=0.1, warmup_steps=0, warmup_learning_rate=0.01, scale_with_batch_size=False,
-      base_batch_size=BATCH_SIZE))
+      base_batch_size=BATCH_SIZE)
   config.data = data.default_imagenet_data_config()
   config.data.data_dir = ml_collections.config_dict.placeholder(str)
   config.log_every_steps = 100

@@ -4,6 +4,16 @@ import ml_collections
 import optax
 
 
+def default_config(lr_boundaries: tuple[int, ...], base_batch_size: int) -> ml_collections.ConfigDict:
+  """The paper's SGD (Sections 3.4 and 4.2): lr 0.1 divided by 10 at each boundary,
+  momentum 0.9, weight decay 1e-4 on every parameter, as in its Torch code."""
+  return ml_collections.ConfigDict(dict(
+      learning_rate=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4,
+      decay_norm_params=True, lr_boundaries=tuple(lr_boundaries), lr_decay=0.1,
+      warmup_steps=0, warmup_learning_rate=0.01, scale_with_batch_size=False,
+      base_batch_size=base_batch_size))
+
+
 def learning_rate_schedule(config: ml_collections.ConfigDict, batch_size: int) -> optax.Schedule:
   """Step-wise lr: optional constant warm-up, then the base lr divided at each boundary.
 
