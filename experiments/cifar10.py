@@ -67,6 +67,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 2000
   config.checkpoint_every_steps = 2000
   config.keep_checkpoints = 3
+  config.overwrite = False  # True: move a different model's run in the workdir aside.
+  config.on_nonfinite = 'stop'  # NaN/Inf loss or gradients: 'stop', or 'skip' the step.
   return config
 
 

@@ -6,7 +6,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from resnet_jax import preemption, train
+from resnet_jax import errors, train
 
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. experiments/cifar10.py:resnet20.',
                                 lock_config=True)
@@ -35,9 +35,9 @@ def main(argv):
                jax.devices())
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except preemption.Preempted as stopped:
-    logging.warning('%s', stopped)
-    sys.exit(preemption.PREEMPTED_EXIT_CODE)
+  except errors.RunError as stopped:
+    logging.error('%s', stopped)
+    sys.exit(stopped.exit_code)
 
 
 if __name__ == '__main__':

@@ -39,7 +39,7 @@ class MetricLogger:
 
   def write_config(self, config_json: str) -> None:
     if self.enabled:
-      (self.workdir / CONFIG_FILE).write_text(config_json)
+      _replace_file(self.workdir / CONFIG_FILE, config_json)
 
   def write(self, step: int, split: str, scalars: dict) -> None:
     """Appends a record {'step', 'split', 'time', **scalars}."""
@@ -65,12 +65,27 @@ class MetricLogger:
       self.writer.close()
 
   def _drop_records_after(self, step: int) -> None:
-    """A resumed run logs the steps after its checkpoint again: keep one copy of each."""
+    """A resumed run logs the steps after its checkpoint again: keep one copy of each.
+
+    A line cut short by a killed process is dropped too; it was after the checkpoint.
+    """
     if not self.path.exists():
       return
     lines = self.path.read_text().splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)['step'] <= step]
+    kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
     if len(kept) != len(lines):
-      temporary = self.path.parent / (METRICS_FILE + '.tmp')
-      temporary.write_text(''.join(line + '\n' for line in kept))
-      temporary.rename(self.path)
+      _replace_file(self.path, ''.join(line + '\n' for line in kept))
+
+
+def _step_of(line: str) -> int | None:
+  try:
+    return json.loads(line)['step']
+  except (json.JSONDecodeError, KeyError, TypeError):
+    return None
+
+
+def _replace_file(path: epath.Path, text: str) -> None:
+  """Writes `text` to `path` atomically, so a kill never leaves half a file."""
+  temporary = path.parent / (path.name + '.tmp')
+  temporary.write_text(text)
+  temporary.replace(path)

@@ -6,17 +6,6 @@ import threading
 import jax
 from jax.experimental import multihost_utils
 
-PREEMPTED_EXIT_CODE = 42  # Launchers rerun the same command to resume (docs/running_at_scale.md).
-
-
-class Preempted(Exception):
-  """Training stopped on a preemption notice after saving a checkpoint."""
-
-  def __init__(self, step: int):
-    super().__init__(f'Preempted: saved a checkpoint at step {step}; rerun the same command '
-                     'to resume.')
-    self.step = step
-
 
 class PreemptionWatcher:
   """Tells the loop when every host should save and stop.

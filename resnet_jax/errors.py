@@ -1,0 +1,35 @@
+"""Errors that end a run with a message in the user's terms and a distinct exit status.
+
+`main` prints the message (no traceback) and exits with `exit_code`, so launchers and
+schedulers can tell a preemption (rerun to resume) from a bad config (fix it first).
+"""
+
+
+class RunError(Exception):
+  """A run stopped for a reason the message explains."""
+  exit_code = 1
+
+
+class ConfigError(RunError, ValueError):
+  """The config asks for something impossible; nothing was compiled or written."""
+  exit_code = 2
+
+
+class WorkdirError(RunError):
+  """The workdir cannot take this run (not writable, full, or holds another model's run)."""
+  exit_code = 3
+
+
+class Preempted(RunError):
+  """Training stopped on a preemption notice after saving a checkpoint."""
+  exit_code = 42  # Launchers rerun the same command to resume (docs/running_at_scale.md).
+
+  def __init__(self, step: int):
+    super().__init__(f'Preempted: saved a checkpoint at step {step}; rerun the same command '
+                     'to resume.')
+    self.step = step
+
+
+class NonFiniteError(RunError):
+  """The loss or the gradients became NaN or Inf; the last good checkpoint is kept."""
+  exit_code = 43
