@@ -68,6 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.scan_blocks = False
   config.bn_group_size = 0  # 0: BN over the whole global batch.
   config.seed = 0
+  config.num_replicas = 1  # >1: train seeds seed..seed+n-1 at once, vmapped.
   config.batch_size = BATCH_SIZE  # Global; see per_host_batch_size.
   config.eval_batch_size = 1024
   config.num_train_steps = 600_000  # "up to 60 x 10^4 iterations" (3.4).

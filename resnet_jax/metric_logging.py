@@ -41,16 +41,19 @@ class MetricLogger:
     if self.enabled:
       _replace_file(self.workdir / CONFIG_FILE, config_json)
 
-  def write(self, step: int, split: str, scalars: dict) -> None:
-    """Appends a record {'step', 'split', 'time', **scalars}."""
+  def write(self, step: int, split: str, scalars: dict, seed: int | None = None) -> None:
+    """Appends a record {'step', 'split', 'time', **scalars}, and 'seed' when one of
+    several replicas trained at once wrote it."""
     if not self.enabled:
       return
     scalars = {name: float(value) for name, value in scalars.items()}
-    record = {'step': int(step), 'split': split, 'time': time.time(), **scalars}
+    tags = {} if seed is None else {'seed': int(seed)}
+    record = {'step': int(step), 'split': split, **tags, 'time': time.time(), **scalars}
     with self.path.open('a') as f:
       f.write(json.dumps(record) + '\n')
     if self.writer is not None:
-      self.writer.write_scalars(step, {f'{split}/{name}': v for name, v in scalars.items()})
+      prefix = f'{split}/' if seed is None else f'seed{seed}/{split}/'
+      self.writer.write_scalars(step, {prefix + name: v for name, v in scalars.items()})
       self.writer.flush()
 
   def progress_hooks(self, total_steps: int) -> list:

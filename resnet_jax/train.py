@@ -1,22 +1,31 @@
-"""The training loop: sharded jit over a device mesh, on-device data, orbax checkpoints."""
+"""The training loop: sharded jit over a device mesh, on-device data, orbax checkpoints.
+
+`num_replicas` > 1 trains that many copies of the net at once (seeds `seed`, `seed + 1`,
+...), vmapped over a leading replica axis, so small nets fill an accelerator; each
+replica follows exactly the data order, augmentation and init of its own seed.
+"""
+import dataclasses
 import functools
 import logging
 import time
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 from clu import parameter_overview
 from etils import epath
+from flax import linen as nn
 from jax import lax
 
 from resnet_jax import checkpoints, config_checks, data, device_data, models, optim, sharding
 from resnet_jax.data import augment
-from resnet_jax.metric_logging import MetricLogger
 from resnet_jax.errors import ConfigError, Preempted
+from resnet_jax.metric_logging import MetricLogger
 from resnet_jax.nonfinite import NonFiniteGuard
 from resnet_jax.preemption import PreemptionWatcher
-from resnet_jax.train_state import EvalMetrics, TrainMetrics, TrainState, eval_step, init_state, train_step
+from resnet_jax.train_state import EvalMetrics, TrainMetrics, eval_step, init_state, train_step
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
@@ -26,31 +35,81 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int):
                        scan_blocks=config.scan_blocks)
 
 
-def make_train_fn(config, model, optimizer, mesh, state_shardings, data_shardings):
-  """A jitted function running `steps_per_dispatch` steps on on-device batches.
+def replica_seeds(config: ml_collections.ConfigDict) -> list[int]:
+  """The seed of each replica trained at once (one unless `num_replicas` > 1)."""
+  return [config.seed + replica for replica in range(config.num_replicas)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """What a run builds before its first step; the loop and the benchmark share it."""
+  config: ml_collections.ConfigDict
+  mesh: jax.sharding.Mesh
+  splits: data.ArraySplits
+  model: nn.Module
+  optimizer: optax.GradientTransformation
+  dataset: device_data.DeviceData
+  init: Callable[[], Any]  # The initial train state of every replica.
+  abstract_state: Any
+  state_shardings: Any
+  data_shardings: Any
+
+
+def build(config: ml_collections.ConfigDict) -> Setup:
+  """Checks `config`, loads the data onto the mesh and builds the model and optimizer."""
+  config_checks.validate(config)
+  mesh = sharding.make_mesh(config.mesh.to_dict())
+  splits = data.load_dataset(config.data)
+  if config.batch_size > len(splits.train_images):
+    raise ConfigError(f'batch_size={config.batch_size} is larger than the {len(splits.train_images)} '
+                      'training images; lower it or raise data.train_fraction.')
+  model = build_model(config, splits.num_classes)
+  optimizer = optim.make_optimizer(config.optimizer, config.batch_size)
+  dataset = device_data.to_device(splits, mesh, config.eval_batch_size)
+  init_one = functools.partial(init_state, model, optimizer,
+                               image_shape=splits.train_images.shape[1:])
+  init = functools.partial(_per_replica(init_one, config.num_replicas), _seed_keys(config))
+  abstract_state = jax.eval_shape(init)
+  return Setup(config, mesh, splits, model, optimizer, dataset, init, abstract_state,
+               state_shardings=sharding.state_sharding(mesh, abstract_state),
+               data_shardings=jax.tree.map(lambda _: sharding.replicated(mesh), dataset))
+
+
+def initial_state(setup: Setup):
+  """The initial train state and empty train metrics, placed on the mesh."""
+  state = jax.jit(setup.init, out_shardings=setup.state_shardings)()
+  metrics = jax.jit(functools.partial(_empty_metrics, setup.config.num_replicas),
+                    out_shardings=sharding.replicated(setup.mesh))()
+  return state, metrics
+
+
+def make_train_fn(setup: Setup):
+  """A jitted function running `steps_per_dispatch` steps of every replica on on-device
+  batches: (state, metrics, dataset, reset_metrics) -> (state, metrics, nonfinite_steps).
 
   Train metrics accumulate beside the state (reset when `reset_metrics`), so a checkpoint
   carries the running averages and a resumed run logs exactly what an uninterrupted
-  one would. Also returns how many of the steps had a NaN/Inf loss or gradient.
+  one would. `nonfinite_steps` counts the steps with a NaN/Inf loss or gradient.
   """
-  shuffle_key, augment_key = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), 1))
-  batch_sharding = sharding.batch_sharding(mesh)
+  config = setup.config
+  batch_sharding = sharding.batch_sharding(setup.mesh)
 
-  def one_step(dataset, carry, _):
+  def one_step(data_keys, dataset, carry, _):
     state, metrics = carry
     images, labels = augment.train_batch(
-        shuffle_key, augment_key, state.step, dataset.train_images, dataset.train_labels,
-        dataset.mean, config.batch_size, config.data.augment)
+        *data_keys, state.step, dataset.train_images, dataset.train_labels, dataset.mean,
+        config.batch_size, config.data.augment)
     images = lax.with_sharding_constraint(images, batch_sharding)
     labels = lax.with_sharding_constraint(labels, batch_sharding)
-    state, step_metrics = train_step(state, images, labels, model=model, optimizer=optimizer)
-    metrics = metrics.merge(TrainMetrics.from_step(**step_metrics))
-    return (state, metrics), None
+    state, step_metrics = train_step(state, images, labels, model=setup.model,
+                                     optimizer=setup.optimizer)
+    return (state, metrics.merge(TrainMetrics.from_step(**step_metrics))), None
 
-  def run(state, metrics, dataset, reset_metrics):
+  def run_replica(seed_key, state, metrics, dataset, reset_metrics):
     metrics = jax.tree.map(lambda x: jnp.where(reset_metrics, jnp.zeros_like(x), x), metrics)
     skipped_before = metrics.skipped_steps.total
-    step_fn = functools.partial(one_step, dataset)
+    data_keys = jax.random.split(jax.random.fold_in(seed_key, 1))  # Shuffle, augment.
+    step_fn = functools.partial(one_step, data_keys, dataset)
     if config.steps_per_dispatch == 1:
       # XLA:CPU runs conv gradients inside a while loop ~10-20x slower than outside one.
       state, metrics = step_fn((state, metrics), None)[0]
@@ -59,111 +118,141 @@ def make_train_fn(config, model, optimizer, mesh, state_shardings, data_sharding
                                      length=config.steps_per_dispatch)
     return state, metrics, metrics.skipped_steps.total - skipped_before
 
-  replicated = sharding.replicated(mesh)
+  run_replicas = _per_replica(run_replica, config.num_replicas, in_axes=(0, 0, 0, None, None))
+  seed_keys = _seed_keys(config)
+
+  def run(state, metrics, dataset, reset_metrics):
+    state, metrics, nonfinite = run_replicas(seed_keys, state, metrics, dataset, reset_metrics)
+    return state, metrics, jnp.sum(nonfinite)
+
+  replicated = sharding.replicated(setup.mesh)
   return jax.jit(run, donate_argnums=(0, 1),
-                 in_shardings=(state_shardings, replicated, data_shardings, replicated),
-                 out_shardings=(state_shardings, replicated, replicated))
+                 in_shardings=(setup.state_shardings, replicated, setup.data_shardings, replicated),
+                 out_shardings=(setup.state_shardings, replicated, replicated))
 
 
-def make_eval_fn(model, mesh, state_shardings, data_shardings):
-  """A jitted function evaluating the whole (padded, masked) eval split."""
-  batch_sharding = sharding.batch_sharding(mesh)
+def make_eval_fn(setup: Setup):
+  """A jitted function evaluating every replica on the whole (padded, masked) eval split."""
+  batch_sharding = sharding.batch_sharding(setup.mesh)
 
-  def run(state, dataset):
+  def run_replica(state, dataset):
     def one_batch(metrics, batch):
       images, labels, mask = (lax.with_sharding_constraint(x, batch_sharding) for x in batch)
       images = augment.normalize(images, dataset.mean)
-      return metrics.merge(eval_step(state, images, labels, mask, model=model)), None
+      return metrics.merge(eval_step(state, images, labels, mask, model=setup.model)), None
 
     batches = (dataset.eval_images, dataset.eval_labels, dataset.eval_mask)
     metrics, _ = lax.scan(one_batch, EvalMetrics.empty(), batches)
     return metrics
 
-  return jax.jit(run, in_shardings=(state_shardings, data_shardings),
-                 out_shardings=sharding.replicated(mesh))
+  run = _per_replica(run_replica, setup.config.num_replicas, in_axes=(0, None))
+  return jax.jit(run, in_shardings=(setup.state_shardings, setup.data_shardings),
+                 out_shardings=sharding.replicated(setup.mesh))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config.model` for `config.num_train_steps`, resuming from `workdir`.
 
-  Returns the last logged train and eval metrics.
+  Returns the last logged metrics by split (a list of one dict per replica when
+  `num_replicas` > 1).
   """
   workdir = epath.Path(workdir)
-  config_checks.validate(config)
-  mesh = sharding.make_mesh(config.mesh.to_dict())
-  splits = data.load_dataset(config.data)
-  if config.batch_size > len(splits.train_images):
-    raise ConfigError(f'batch_size={config.batch_size} is larger than the {len(splits.train_images)} '
-                     'training images; lower it or raise data.train_fraction.')
-  model = build_model(config, splits.num_classes)
-  optimizer = optim.make_optimizer(config.optimizer, config.batch_size)
-  dataset = device_data.to_device(splits, mesh, config.eval_batch_size)
-  data_shardings = jax.tree.map(lambda _: sharding.replicated(mesh), dataset)
-
-  init = functools.partial(init_state, model, optimizer, image_shape=splits.train_images.shape[1:])
-  abstract_state = jax.eval_shape(init, jax.random.key(0))
+  setup = build(config)
   config_checks.check_workdir(
-      workdir, config_checks.checkpoint_bytes(abstract_state) * (config.keep_checkpoints + 1))
+      workdir, config_checks.checkpoint_bytes(setup.abstract_state) * (config.keep_checkpoints + 1))
   ckpt = checkpoints.Checkpoints(
       workdir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints,
-      fingerprint=checkpoints.model_fingerprint(config.model, abstract_state.params),
+      fingerprint=checkpoints.model_fingerprint(config.model, setup.abstract_state.params),
       overwrite=config.overwrite)
-  state_shardings = sharding.state_sharding(mesh, abstract_state)
-  replicated = sharding.replicated(mesh)
-  state = jax.jit(init, out_shardings=state_shardings)(jax.random.key(config.seed))
-  train_metrics = jax.jit(TrainMetrics.empty, out_shardings=replicated)()
-  state, train_metrics = ckpt.restore_latest((state, train_metrics))
-  start_step = int(state.step)
-
+  state, train_metrics = ckpt.restore_latest(initial_state(setup))
+  start_step = int(jnp.max(state.step))
   logger = MetricLogger(workdir, resume_step=start_step)
   logger.write_config(config.to_json_best_effort(indent=2))
   if jax.process_index() == 0 and start_step == 0:
     parameter_overview.log_parameter_overview(state.params)
-
-  train_fn = make_train_fn(config, model, optimizer, mesh, state_shardings, data_shardings)
-  eval_fn = make_eval_fn(model, mesh, state_shardings, data_shardings)
-  schedule = optim.learning_rate_schedule(config.optimizer, config.batch_size)
-  results = {}
-  progress = _Progress(start_step, config.num_train_steps)
-  progress_hooks = logger.progress_hooks(config.num_train_steps)
-  preemption = PreemptionWatcher()
-  guard = NonFiniteGuard(config.on_nonfinite, ckpt, schedule, config.steps_per_dispatch)
-  step = start_step
-  reset = step % config.log_every_steps == 0  # The checkpointed averages were logged.
   try:
-    while step < config.num_train_steps:
-      state, train_metrics, nonfinite_steps = train_fn(state, train_metrics, dataset, reset)
-      step += config.steps_per_dispatch
-      guard.after_dispatch(step, nonfinite_steps)
-      for hook in progress_hooks:
-        hook(step)
-      reset = step % config.log_every_steps == 0 or step == config.num_train_steps
-      if reset:
-        results['train'] = {**_as_floats(train_metrics.compute()),
-                            'learning_rate': float(schedule(step - 1)), **progress.report(step)}
-        logger.write(step, 'train', results['train'])
-        if results['train']['skipped_steps']:
-          logging.warning('Skipped %d steps with a NaN/Inf loss or gradient before step %d.',
-                          results['train']['skipped_steps'], step)
-      if step % config.eval_every_steps == 0 or step == config.num_train_steps:
-        results[splits.eval_split] = _as_floats(eval_fn(state, dataset).compute())
-        logger.write(step, splits.eval_split, results[splits.eval_split])
-        logging.info('step %d: %s error %.2f%%', step, splits.eval_split,
-                     100 * results[splits.eval_split]['error'])
-      stop = preemption.should_stop()
-      if stop or step == config.num_train_steps or ckpt.is_due(step):
-        guard.check_now()
-        ckpt.save(step, (state, train_metrics))
-      if stop and step < config.num_train_steps:
-        raise Preempted(step)
+    return _train_loop(setup, ckpt, logger, state, train_metrics, start_step)
   finally:
     ckpt.close()
     logger.close()
+
+
+def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogger, state,
+                train_metrics, step: int) -> dict:
+  config = setup.config
+  train_fn, eval_fn = make_train_fn(setup), make_eval_fn(setup)
+  schedule = optim.learning_rate_schedule(config.optimizer, config.batch_size)
+  progress = _Progress(step, config.num_train_steps)
+  progress_hooks = logger.progress_hooks(config.num_train_steps)
+  preemption = PreemptionWatcher()
+  guard = NonFiniteGuard(config.on_nonfinite, ckpt, schedule, config.steps_per_dispatch)
+  results = {}
+  reset = step % config.log_every_steps == 0  # The checkpointed averages were logged.
+  while step < config.num_train_steps:
+    state, train_metrics, nonfinite_steps = train_fn(state, train_metrics, setup.dataset, reset)
+    step += config.steps_per_dispatch
+    guard.after_dispatch(step, nonfinite_steps)
+    for hook in progress_hooks:
+      hook(step)
+    last = step == config.num_train_steps
+    reset = step % config.log_every_steps == 0 or last
+    if reset:
+      extra = {'learning_rate': float(schedule(step - 1)), **progress.report(step)}
+      results['train'] = _write(logger, config, step, 'train', train_metrics, extra)
+      _warn_about_skipped_steps(results['train'], step)
+    if step % config.eval_every_steps == 0 or last:
+      split = setup.splits.eval_split
+      results[split] = _write(logger, config, step, split, eval_fn(state, setup.dataset))
+    stop = preemption.should_stop()
+    if stop or last or ckpt.is_due(step):
+      guard.check_now()
+      ckpt.save(step, (state, train_metrics))
+    if stop and not last:
+      raise Preempted(step)
   return results
 
 
-def _as_floats(metrics: dict) -> dict:
-  return {name: float(value) for name, value in metrics.items()}
+def _per_replica(fn: Callable, num_replicas: int, in_axes=0) -> Callable:
+  """`fn` itself for one replica, else `fn` vmapped over a leading replica axis."""
+  return fn if num_replicas == 1 else jax.vmap(fn, in_axes=in_axes)
+
+
+def _seed_keys(config: ml_collections.ConfigDict) -> jax.Array:
+  seeds = replica_seeds(config)
+  if config.num_replicas == 1:
+    return jax.random.key(seeds[0])
+  return jax.vmap(jax.random.key)(jnp.asarray(seeds))
+
+
+def _empty_metrics(num_replicas: int) -> TrainMetrics:
+  metrics = TrainMetrics.empty()
+  if num_replicas == 1:
+    return metrics
+  return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_replicas,) + x.shape), metrics)
+
+
+def _write(logger: MetricLogger, config, step: int, split: str, metrics, extra=None):
+  """Logs each replica's metrics; returns them (a list when there are several replicas)."""
+  if config.num_replicas == 1:
+    rows, seeds = [metrics.compute()], [None]
+  else:
+    values = jax.vmap(lambda replica: replica.compute())(metrics)
+    rows = [jax.tree.map(lambda v, r=r: v[r], values) for r in range(config.num_replicas)]
+    seeds = replica_seeds(config)
+  rows = [{**{name: float(v) for name, v in row.items()}, **(extra or {})} for row in rows]
+  for seed, row in zip(seeds, rows):
+    logger.write(step, split, row, seed=seed)
+  if split != 'train':
+    logging.info('step %d: %s error %s', step, split,
+                 ', '.join(f'{100 * row["error"]:.2f}%' for row in rows))
+  return rows[0] if config.num_replicas == 1 else rows
+
+
+def _warn_about_skipped_steps(results, step: int) -> None:
+  skipped = sum(row['skipped_steps'] for row in (results if isinstance(results, list) else [results]))
+  if skipped:
+    logging.warning('Skipped %d steps with a NaN/Inf loss or gradient before step %d.',
+                    skipped, step)
 
 
 class _Progress:

@@ -4,6 +4,7 @@ import socket
 import time
 
 import cifar10
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,3 +136,23 @@ def test_sigterm_saves_a_checkpoint_exits_42_and_the_run_resumes(tmp_path):
   output = run_main(tmp_path, f'--config.num_train_steps={stopped_at + 2}',
                     '--config.log_every_steps=1')
   assert f'at step {stopped_at}' in output and final_state(tmp_path)[0] == stopped_at + 2
+
+
+def test_two_replicas_train_like_two_runs_with_their_seeds(tmp_path, reference_run):
+  """num_replicas=2 (vmapped) against separate runs with seeds 0 and 1."""
+  run_main(tmp_path / 'replicas', '--config.num_train_steps=8', '--config.num_replicas=2')
+  run_main(tmp_path / 'seed1', '--config.num_train_steps=8', '--config.seed=1')
+  step, replicas = final_state(tmp_path / 'replicas')
+  records = metric_records(tmp_path / 'replicas')
+  for replica, single_run in enumerate([reference_run, tmp_path / 'seed1']):
+    expected_step, expected = final_state(single_run)
+    assert step == expected_step == 8
+    assert_trees_close(jax.tree.map(lambda x, r=replica: x[r], replicas), expected,
+                       rtol=1e-4, atol=1e-5)
+    mine = [{k: v for k, v in r.items() if k != 'seed'} for r in records if r['seed'] == replica]
+    expected_records = metric_records(single_run)
+    assert [(r['step'], r['split']) for r in mine] == [(r['step'], r['split']) for r in expected_records]
+    for a, b in zip(mine, expected_records):
+      np.testing.assert_allclose([a['loss'], a['error']], [b['loss'], b['error']], rtol=1e-4)
+  first, second = (jax.tree.map(lambda x, r=r: x[r], replicas['params']) for r in (0, 1))
+  assert not np.allclose(jax.tree.leaves(first)[0], jax.tree.leaves(second)[0])

@@ -11,7 +11,6 @@ process, so peak memory and compile caches belong to it alone.
 import argparse
 import concurrent.futures
 import dataclasses
-import functools
 import importlib.metadata
 import importlib.util
 import multiprocessing
@@ -39,6 +38,7 @@ class Setting:
   steps_per_dispatch: int = 1
   scan_blocks: bool = False
   num_train: int = CIFAR_TRAIN_IMAGES
+  num_replicas: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,14 +53,16 @@ class Row:
   step_seconds: float  # Median over the timed steps.
   peak_memory: str
   schedule_steps: int
+  replicas: int = 1  # Nets trained at once, each on its own batch.
 
   @property
   def images_per_second(self) -> float:
-    return self.batch_size / self.step_seconds
+    return self.replicas * self.batch_size / self.step_seconds
 
   @property
   def schedule_hours(self) -> float:
-    return self.schedule_steps * self.step_seconds / 3600
+    """Wall time of one 64k-step schedule per net (replicas share the step time)."""
+    return self.schedule_steps * self.step_seconds / 3600 / self.replicas
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
   rows, notes = [], []
   for model in args.models:
     setting = Setting(model, args.batch_size, args.steps, args.dtype, args.steps_per_dispatch,
-                      args.scan_blocks, args.num_train)
+                      args.scan_blocks, args.num_train, args.num_replicas)
     rows.append(_in_fresh_process(measure_jax, setting))
     if args.torch:
       for compile in (False, True)[:2 if args.torch_compile else 1]:
@@ -88,11 +90,11 @@ def measure_jax(setting: Setting) -> Row:
   started = time.perf_counter()
   compiled = train_fn.lower(state, metrics, dataset, True).compile()
   compile_seconds = time.perf_counter() - started
-  state, metrics = jax.block_until_ready(compiled(state, metrics, dataset, True))  # Warm-up.
+  state, metrics, _ = jax.block_until_ready(compiled(state, metrics, dataset, True))  # Warm-up.
   times = []
   for _ in range(-(-setting.steps // setting.steps_per_dispatch)):
     started = time.perf_counter()
-    state, metrics = jax.block_until_ready(compiled(state, metrics, dataset, False))
+    state, metrics, _ = jax.block_until_ready(compiled(state, metrics, dataset, False))
     times.append((time.perf_counter() - started) / setting.steps_per_dispatch)
 
   device = jax.devices()[0]
@@ -103,7 +105,7 @@ def measure_jax(setting: Setting) -> Row:
     peak = f'{_mebibytes(_max_rss_bytes())} RSS'
   return Row(setting.model, _jax_framework(setting), setting.dtype, setting.batch_size,
              f'{device.device_kind} x{jax.device_count()}', compile_seconds,
-             statistics.median(times), peak, config.num_train_steps)
+             statistics.median(times), peak, config.num_train_steps, setting.num_replicas)
 
 
 def measure_torch(setting: Setting, compile: bool) -> Row:
@@ -151,6 +153,7 @@ def experiment_config(setting: Setting):
   config.dtype = setting.dtype
   config.steps_per_dispatch = setting.steps_per_dispatch
   config.scan_blocks = setting.scan_blocks
+  config.num_replicas = setting.num_replicas
   config.data.source = 'synthetic'
   config.data.synthetic.num_train = setting.num_train
   config.data.synthetic.num_eval = config.eval_batch_size = setting.batch_size
@@ -220,24 +223,11 @@ def compile_seconds(setting: Setting) -> float:
 def _train_function(setting: Setting):
   """The config, the trainer's jitted train function and its arguments, as
   train.train_and_evaluate builds them."""
-  import jax
+  from resnet_jax import train
 
-  from resnet_jax import data, device_data, optim, sharding, train
-  from resnet_jax.train_state import TrainMetrics, init_state
-
-  config = experiment_config(setting)
-  mesh = sharding.make_mesh(config.mesh.to_dict())
-  splits = data.load_dataset(config.data)
-  model = train.build_model(config, splits.num_classes)
-  optimizer = optim.make_optimizer(config.optimizer, config.batch_size)
-  dataset = device_data.to_device(splits, mesh, config.eval_batch_size)
-  data_shardings = jax.tree.map(lambda _: sharding.replicated(mesh), dataset)
-  init = functools.partial(init_state, model, optimizer, image_shape=splits.train_images.shape[1:])
-  state_shardings = sharding.state_sharding(mesh, jax.eval_shape(init, jax.random.key(0)))
-  state = jax.jit(init, out_shardings=state_shardings)(jax.random.key(config.seed))
-  metrics = jax.jit(TrainMetrics.empty, out_shardings=sharding.replicated(mesh))()
-  train_fn = train.make_train_fn(config, model, optimizer, mesh, state_shardings, data_shardings)
-  return config, train_fn, state, metrics, dataset
+  setup = train.build(experiment_config(setting))
+  state, metrics = train.initial_state(setup)
+  return setup.config, train.make_train_fn(setup), state, metrics, setup.dataset
 
 
 def _in_fresh_process(function, *args):
@@ -249,6 +239,7 @@ def _in_fresh_process(function, *args):
 def _jax_framework(setting: Setting) -> str:
   extras = [f'{setting.steps_per_dispatch} steps/dispatch'] if setting.steps_per_dispatch > 1 else []
   extras += ['scanned blocks'] if setting.scan_blocks else []
+  extras += [f'{setting.num_replicas} replicas'] if setting.num_replicas > 1 else []
   return 'jax' + (f' ({", ".join(extras)})' if extras else '')
 
 
@@ -280,6 +271,8 @@ def _train_flags(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument('--scan-blocks', action='store_true', help='nn.scan over identical blocks')
   parser.add_argument('--num-train', type=_positive, default=CIFAR_TRAIN_IMAGES,
                       help='synthetic train images on the device (default: as many as CIFAR-10)')
+  parser.add_argument('--num-replicas', type=_positive, default=1,
+                      help='nets (seeds) trained at once, vmapped; images/s counts all of them')
   parser.add_argument('--torch', action='store_true',
                       help='also time benchmarks/torch_resnet.py, eager and torch.compile')
   parser.add_argument('--no-torch-compile', dest='torch_compile', action='store_false',
