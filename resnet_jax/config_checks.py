@@ -1,15 +1,108 @@
-"""Config and workdir checks before anything is compiled (helper-5 is writing the real one)."""
+"""Checks of a run's config and workdir, before any data is read or anything compiled.
+
+Every error names the config key, the value and the fix, in the user's terms.
+"""
+import os
+import shutil
+import tempfile
+
 import jax
+import ml_collections
 import numpy as np
+from etils import epath
+
+from resnet_jax import models, sharding
+from resnet_jax.errors import ConfigError, WorkdirError
+
+INTERVALS = ('num_train_steps', 'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps')
+CHOICES = {'dtype': ('float32', 'bfloat16'), 'shortcut': ('A', 'B', 'C'),
+           'on_nonfinite': ('stop', 'skip')}
 
 
-def validate(config) -> None:
-  del config
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for the first thing in `config` a run cannot do."""
+  _check_model(config.model)
+  for key, allowed in CHOICES.items():
+    if config[key] not in allowed:
+      raise ConfigError(f'{key}={config[key]!r} is not one of {allowed}; set --config.{key} '
+                        'to one of them.')
+  for key in ('batch_size', 'eval_batch_size', 'num_replicas', 'keep_checkpoints',
+              'steps_per_dispatch'):
+    _check_positive(config, key)
+  _check_intervals(config)
+  _check_schedule(config.optimizer, config.num_train_steps)
+  _check_batches_divide(config)
 
 
 def checkpoint_bytes(abstract_state) -> int:
-  return int(sum(np.prod(leaf.shape) * leaf.dtype.itemsize for leaf in jax.tree.leaves(abstract_state)))
+  """Bytes of one checkpoint of `abstract_state` (a pytree of shapes and dtypes)."""
+  return sum(int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
+             for leaf in jax.tree.leaves(abstract_state))
 
 
-def check_workdir(workdir, required_bytes: int) -> None:
-  del workdir, required_bytes
+def check_workdir(workdir: epath.PathLike, required_bytes: int) -> None:
+  """Creates `workdir` if needed; raises WorkdirError if it cannot be written or has
+  less than `required_bytes` free. Existing files are never touched."""
+  if '://' in os.fspath(workdir):
+    return  # Cloud storage (gs://...): no local disk to check.
+  workdir = epath.Path(workdir)
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=workdir, prefix='.write_probe_'):
+      pass
+  except OSError as error:
+    raise WorkdirError(f'Cannot write to --workdir={workdir} ({error.strerror or error}); '
+                       'pick a directory you can write to.') from None
+  free = shutil.disk_usage(workdir).free
+  if free < required_bytes:
+    raise WorkdirError(
+        f'--workdir={workdir} has {_mebibytes(free)} free, but the checkpoints of this run need '
+        f'about {_mebibytes(required_bytes)}; free some space, pick another disk or lower '
+        '--config.keep_checkpoints.')
+
+
+def _check_model(name: str) -> None:
+  try:
+    models.parse(name)
+  except ValueError as error:
+    raise ConfigError(f'model: {error}') from None
+
+
+def _check_positive(config, key: str) -> None:
+  value = config[key]
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ConfigError(f'{key}={value!r} must be a positive whole number.')
+
+
+def _check_intervals(config) -> None:
+  """Logging, eval and checkpoint steps must fall on dispatch boundaries."""
+  per_dispatch = config.steps_per_dispatch
+  for key in INTERVALS:
+    value = config[key]
+    if not isinstance(value, int) or value < 1 or value % per_dispatch:
+      raise ConfigError(f'{key}={value} must be a positive multiple of steps_per_dispatch='
+                        f'{per_dispatch}; round it to a multiple or lower steps_per_dispatch.')
+
+
+def _check_schedule(optimizer: ml_collections.ConfigDict, num_train_steps: int) -> None:
+  boundaries = list(optimizer.lr_boundaries)
+  if any(b <= 0 for b in boundaries) or boundaries != sorted(set(boundaries)):
+    raise ConfigError(f'optimizer.lr_boundaries={tuple(boundaries)} must be positive steps in '
+                      'increasing order, e.g. (32000, 48000).')
+  if boundaries and boundaries[-1] >= num_train_steps:
+    raise ConfigError(f'optimizer.lr_boundaries={tuple(boundaries)} reaches past the last step '
+                      f'(num_train_steps={num_train_steps}): the learning rate would never drop '
+                      'there. Lower the boundaries or raise num_train_steps.')
+  if boundaries and optimizer.warmup_steps >= boundaries[0]:
+    raise ConfigError(f'optimizer.warmup_steps={optimizer.warmup_steps} must end before the first '
+                      f'lr boundary ({boundaries[0]}).')
+
+
+def _check_batches_divide(config) -> None:
+  mesh = sharding.make_mesh(config.mesh.to_dict())
+  for key in ('batch_size', 'eval_batch_size'):
+    sharding.check_batch_divides(config[key], mesh, key)
+
+
+def _mebibytes(count: int) -> str:
+  return f'{count / 2**20:,.0f} MiB'

@@ -1,5 +1,7 @@
 """Command line entry point: `python -m resnet_jax.main --config=... --workdir=...`."""
 import logging
+import os
+import re
 import sys
 
 import jax
@@ -12,7 +14,8 @@ config_flags.DEFINE_config_file('config', None, 'Config file, e.g. experiments/c
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Where checkpoints and metrics go; a run resumes from it.')
 flags.DEFINE_bool('distributed', False,
-                  'Call jax.distributed.initialize() (auto-detected on Cloud TPU pods and SLURM).')
+                  'Call jax.distributed.initialize() (auto-detected on Cloud TPU pods and SLURM; '
+                  'implied by a JAX_COORDINATOR_ADDRESS environment variable).')
 flags.DEFINE_string('coordinator_address', None, 'HOST:PORT of process 0 (implies --distributed).')
 flags.DEFINE_integer('num_processes', None, 'Number of processes (with --coordinator_address).')
 flags.DEFINE_integer('process_id', None, 'This process (with --coordinator_address).')
@@ -25,11 +28,33 @@ def _quiet_orbax(record: logging.LogRecord) -> bool:
   return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a mistake in --config reported in one line (exit status 2)."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as error:  # Includes errors raised while loading the config file.
+    problem = [line.strip() for line in str(error).splitlines() if line.strip()][-1]
+  except (AttributeError, KeyError) as error:  # ml_collections: --config.<unknown key>.
+    problem = _unknown_config_key(str(error), argv)
+  print(f'Config error: {problem}\nNothing was run. See the config file\'s docstring for its '
+        'keys and variants.', file=sys.stderr)
+  sys.exit(errors.ConfigError.exit_code)
+
+
+def _unknown_config_key(message: str, argv: list[str]) -> str:
+  key = re.search(r"'([^'\\]+)\\?'", message)
+  key = key.group(1) if key else '?'
+  given = [arg for arg in argv if arg.startswith('--config.') and key in arg]
+  hint = re.search(r'Did you mean .*\?', message)
+  return (f'{given[0] if given else key}: the config has no key {key!r}.'
+          + (f' {hint.group(0)}' if hint else ''))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.getLogger('absl').addFilter(_quiet_orbax)
-  if FLAGS.distributed or FLAGS.coordinator_address:
+  if FLAGS.distributed or FLAGS.coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS'):
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
@@ -41,4 +66,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -10,6 +10,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from resnet_jax.errors import ConfigError
+
 DATA_AXIS = 'data'
 
 
@@ -18,16 +20,16 @@ def make_mesh(axis_sizes: dict[str, int]) -> Mesh:
   names = tuple(axis_sizes)
   sizes = [int(size) for size in axis_sizes.values()]
   if DATA_AXIS not in names:
-    raise ValueError(f'The mesh needs a {DATA_AXIS!r} axis, got axes {names}; '
+    raise ConfigError(f'The mesh needs a {DATA_AXIS!r} axis, got axes {names}; '
                      f"e.g. --config.mesh.data=-1.")
   device_count = jax.device_count()
   if sizes.count(-1) > 1:
-    raise ValueError(f'At most one mesh axis may be -1, got {axis_sizes}.')
+    raise ConfigError(f'At most one mesh axis may be -1, got {axis_sizes}.')
   if -1 in sizes:
     known = math.prod(size for size in sizes if size != -1)
     sizes[sizes.index(-1)] = device_count // known
   if math.prod(sizes) != device_count:
-    raise ValueError(f'The mesh {dict(zip(names, sizes))} needs {math.prod(sizes)} devices, '
+    raise ConfigError(f'The mesh {dict(zip(names, sizes))} needs {math.prod(sizes)} devices, '
                      f'but {device_count} are visible; set its sizes to multiply to {device_count}.')
   # Auto axes: the compiler propagates shardings from in/out_shardings (GSPMD style).
   return jax.make_mesh(tuple(sizes), names, axis_types=(AxisType.Auto,) * len(names),
@@ -58,5 +60,5 @@ def check_batch_divides(batch_size: int, mesh: Mesh, what: str = 'batch_size') -
   """Raises if a global batch cannot be split evenly over the data axis."""
   shards = mesh.shape[DATA_AXIS]
   if batch_size % shards:
-    raise ValueError(f'{what}={batch_size} does not divide over the {shards} devices of the '
+    raise ConfigError(f'{what}={batch_size} does not divide over the {shards} devices of the '
                      f"mesh's {DATA_AXIS!r} axis; use a multiple of {shards}.")
