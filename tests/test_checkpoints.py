@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from resnet_jax import checkpoints
+from resnet_jax.faults import damage
 
 FINGERPRINT = checkpoints.model_fingerprint('resnet8', {'w': np.zeros(1000)})
 
@@ -29,26 +30,12 @@ def _restore(workdir, fingerprint=FINGERPRINT, **options):
   return int(restored['step']), restored
 
 
-def _largest_array_file(step_dir):
-  return max((p for p in (step_dir / 'state').rglob('*') if p.is_file() and p.parent.name == 'd'),
-             key=lambda p: p.stat().st_size)
-
-
-def _garble(path):
-  data = bytearray(path.read_bytes())
-  middle = len(data) // 2
-  data[middle:middle + 8] = bytes(b ^ 0xFF for b in data[middle:middle + 8])
-  path.write_bytes(bytes(data))
-
-
-@pytest.mark.parametrize('damage', ['garble', 'truncate'])
-def test_damaged_latest_checkpoint_falls_back_and_is_kept(tmp_path, caplog, damage):
+@pytest.mark.parametrize('how', ['garble', 'truncate'])
+def test_damaged_latest_checkpoint_falls_back_and_is_kept(tmp_path, caplog, how):
   _save(tmp_path, 1, 2)
-  array_file = _largest_array_file(tmp_path / 'checkpoints' / '2')
-  if damage == 'garble':  # Orbax loads such a file as wrong numbers; the checksums catch it.
-    _garble(array_file)
-  else:
-    array_file.write_bytes(array_file.read_bytes()[:10])
+  array_file = damage.array_files(tmp_path / 'checkpoints' / '2')[0]
+  # Orbax loads a garbled file as wrong numbers; the checksums catch it.
+  damage.DAMAGE[how](array_file)
   damaged = array_file.read_bytes()
   with caplog.at_level(logging.WARNING):
     step, restored = _restore(tmp_path)
@@ -62,7 +49,7 @@ def test_damaged_latest_checkpoint_falls_back_and_is_kept(tmp_path, caplog, dama
 
 def test_saving_again_after_a_fallback_replaces_nothing_it_should_keep(tmp_path):
   _save(tmp_path, 1, 2)
-  _garble(_largest_array_file(tmp_path / 'checkpoints' / '2'))
+  damage.garble(damage.array_files(tmp_path / 'checkpoints' / '2')[0])
   _restore(tmp_path)
   _save(tmp_path, 2)
   assert _restore(tmp_path)[0] == 2
@@ -78,28 +65,24 @@ def test_partial_save_is_reported_and_never_loaded(tmp_path, caplog):
   assert (tmp_path / 'checkpoints' / '2.orbax-checkpoint-tmp').is_dir()
 
 
-def _snapshot(directory):
-  return {p.relative_to(directory): p.read_bytes() for p in directory.rglob('*') if p.is_file()}
-
-
 def test_another_models_run_is_refused_and_left_as_it_was(tmp_path):
   _save(tmp_path, 1)
-  before = _snapshot(tmp_path)
+  before = damage.file_digests(tmp_path)
   other = checkpoints.model_fingerprint('resnet14', {'w': np.zeros(1000)})
   with pytest.raises(checkpoints.CheckpointMismatchError, match='holds a resnet8 run, but the '
                      'config asks for resnet14.*--config.overwrite=true'):
     _restore(tmp_path, fingerprint=other)
-  assert _snapshot(tmp_path) == before
+  assert damage.file_digests(tmp_path) == before
 
 
 def test_overwrite_moves_another_models_run_aside(tmp_path):
   _save(tmp_path, 1)
   (tmp_path / 'metrics.jsonl').write_text('{"step": 1}\n')
-  before = _snapshot(tmp_path)
+  before = damage.file_digests(tmp_path)
   other = checkpoints.model_fingerprint('resnet14', {'w': np.zeros(1000)})
   assert _restore(tmp_path, fingerprint=other, overwrite=True)[0] == 0
   (moved,) = (tmp_path / 'replaced').iterdir()
-  assert _snapshot(moved) == before
+  assert damage.file_digests(moved) == before
   assert not (tmp_path / 'metrics.jsonl').exists()
 
 

@@ -1,7 +1,5 @@
 """The trainer: the paper's schedule, sharding, multi-host, resume and its logs."""
-import signal
 import socket
-import time
 
 import cifar10
 import jax
@@ -10,7 +8,7 @@ import pandas as pd
 import pytest
 
 from resnet_jax import optim
-from training_runs import assert_trees_close, final_state, metric_records, run_main
+from resnet_jax.faults.runs import assert_trees_close, final_state, metric_records, run_main
 
 
 def test_learning_rate_hits_the_papers_values_at_32k_and_48k():
@@ -87,17 +85,6 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, reference_
   assert_same_training(tmp_path, reference_run, exact=True)
 
 
-def test_checkpoint_of_another_model_is_refused_and_kept(reference_run):
-  before = sorted(p.name for p in (reference_run / 'checkpoints').iterdir())
-  process = run_main(reference_run, '--config.num_train_steps=12', '--config.model=resnet14',
-                     wait=False)
-  output, _ = process.communicate(timeout=600)
-  assert process.returncode != 0
-  assert 'holds a resnet8 run, but the config asks for resnet14' in output
-  assert sorted(p.name for p in (reference_run / 'checkpoints').iterdir()) == before
-  assert final_state(reference_run)[0] == 8
-
-
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
@@ -116,26 +103,6 @@ def test_two_processes_train_the_same_net_as_one(tmp_path, reference_run):
   assert all(p.returncode == 0 for p in processes), outputs[0][-3000:] + outputs[1][-3000:]
   assert 'JAX process 1/2' in outputs[1]
   assert_same_training(tmp_path, reference_run)
-
-
-def test_sigterm_saves_a_checkpoint_exits_42_and_the_run_resumes(tmp_path):
-  process = run_main(tmp_path, '--config.num_train_steps=100000', '--config.log_every_steps=1',
-                     '--config.eval_every_steps=100000', '--config.checkpoint_every_steps=100000',
-                     wait=False)
-  metrics = tmp_path / 'metrics.jsonl'
-  deadline = time.time() + 300
-  while not (metrics.exists() and metrics.read_text().count('\n') >= 3):
-    assert process.poll() is None and time.time() < deadline, process.communicate()[0][-3000:]
-    time.sleep(0.2)
-  process.send_signal(signal.SIGTERM)
-  output, _ = process.communicate(timeout=300)
-  assert process.returncode == 42, output[-3000:]
-  stopped_at = final_state(tmp_path)[0]
-  assert f'saved a checkpoint at step {stopped_at}' in output
-  assert metric_records(tmp_path)[-1]['step'] == stopped_at
-  output = run_main(tmp_path, f'--config.num_train_steps={stopped_at + 2}',
-                    '--config.log_every_steps=1')
-  assert f'at step {stopped_at}' in output and final_state(tmp_path)[0] == stopped_at + 2
 
 
 def test_two_replicas_train_like_two_runs_with_their_seeds(tmp_path, reference_run):
