@@ -155,7 +155,7 @@ class Checkpoints:
   def _restore_verified(self, step: int, state):
     meta = self._read_meta(step)
     self._check(meta, step)
-    if meta.get('layout', _layout(state)) != _layout(state):
+    if meta.get('layout') != _layout(state):  # Absent: saved before layouts were recorded.
       raise CheckpointMismatchError(
           f'{self.directory} (step {step}) holds a train state laid out differently from this '
           'one (saved by another version of resnet_jax?). Nothing was changed; use a new '
