@@ -2,6 +2,7 @@
 
 Every error names the config key, the value and the fix, in the user's terms.
 """
+import logging
 import os
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ('batch_size', 'eval_batch_size', 'num_replicas', 'keep_checkpoints',
               'steps_per_dispatch'):
     _check_positive(config, key)
+  _check_bn_group_size(config.bn_group_size, config.batch_size)
   _check_intervals(config)
   _check_schedule(config.optimizer, config.num_train_steps)
   _check_batches_divide(config)
@@ -63,14 +65,33 @@ def check_workdir(workdir: epath.PathLike, required_bytes: int) -> None:
 
 def _check_model(name: str) -> None:
   try:
-    models.parse(name)
+    spec = models.parse(name)
   except ValueError as error:
     raise ConfigError(f'model: {error}') from None
+  if spec.dataset != 'cifar':
+    cifar_nets = ', '.join(n for n in models.names() if models.parse(n).dataset == 'cifar')
+    raise ConfigError(
+        f'model={name!r} is an ImageNet net (Table 1, 224x224 images), but the trainer trains '
+        'on whole CIFAR-scale data sets; the ImageNet input is not wired into it yet '
+        f'(experiments/imagenet.py). Pick a CIFAR net of depth 6n+2: {cifar_nets}.')
+
+
+def _is_whole(value, minimum: int) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_bn_group_size(group_size: int, batch_size: int) -> None:
+  if not _is_whole(group_size, 0):
+    raise ConfigError(f'bn_group_size={group_size!r} must be 0 (BN over the whole batch) or a '
+                      'positive group size.')
+  if group_size and batch_size % group_size:
+    raise ConfigError(f'bn_group_size={group_size} must divide batch_size={batch_size}; pick a '
+                      'divisor of it, or 0 for BN over the whole batch.')
 
 
 def _check_positive(config, key: str) -> None:
   value = config[key]
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+  if not _is_whole(value, 1):
     raise ConfigError(f'{key}={value!r} must be a positive whole number.')
 
 
@@ -79,7 +100,7 @@ def _check_intervals(config) -> None:
   per_dispatch = config.steps_per_dispatch
   for key in INTERVALS:
     value = config[key]
-    if not isinstance(value, int) or value < 1 or value % per_dispatch:
+    if not _is_whole(value, 1) or value % per_dispatch:
       raise ConfigError(f'{key}={value} must be a positive multiple of steps_per_dispatch='
                         f'{per_dispatch}; round it to a multiple or lower steps_per_dispatch.')
 
@@ -89,10 +110,12 @@ def _check_schedule(optimizer: ml_collections.ConfigDict, num_train_steps: int) 
   if any(b <= 0 for b in boundaries) or boundaries != sorted(set(boundaries)):
     raise ConfigError(f'optimizer.lr_boundaries={tuple(boundaries)} must be positive steps in '
                       'increasing order, e.g. (32000, 48000).')
-  if boundaries and boundaries[-1] >= num_train_steps:
-    raise ConfigError(f'optimizer.lr_boundaries={tuple(boundaries)} reaches past the last step '
-                      f'(num_train_steps={num_train_steps}): the learning rate would never drop '
-                      'there. Lower the boundaries or raise num_train_steps.')
+  if boundaries and boundaries[-1] >= num_train_steps:  # Fine for a short trial of a recipe.
+    logging.warning('optimizer.lr_boundaries=%s reaches past the last step (num_train_steps=%d):'
+                    ' the learning rate never drops there.', tuple(boundaries), num_train_steps)
+  if optimizer.warmup_steps < 0:
+    raise ConfigError(f'optimizer.warmup_steps={optimizer.warmup_steps} must be 0 (no warm-up) '
+                      'or a positive number of steps.')
   if boundaries and optimizer.warmup_steps >= boundaries[0]:
     raise ConfigError(f'optimizer.warmup_steps={optimizer.warmup_steps} must end before the first '
                       f'lr boundary ({boundaries[0]}).')

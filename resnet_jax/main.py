@@ -31,14 +31,28 @@ def _quiet_orbax(record: logging.LogRecord) -> bool:
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a mistake in --config reported in one line (exit status 2)."""
   try:
-    return FLAGS(argv)
-  except flags.Error as error:  # Includes errors raised while loading the config file.
-    problem = [line.strip() for line in str(error).splitlines() if line.strip()][-1]
+    remaining = FLAGS(argv)
+    FLAGS.config.keys()  # ml_collections defers an unreadable config file's error to here.
+    return remaining
+  except flags.Error as error:  # Includes errors raised in the config file's get_config.
+    problem = _last_line(str(error))
+  except OSError as error:  # The config file cannot be read.
+    problem = f'cannot load {_config_arg(argv)}: {_last_line(str(error))}'
   except (AttributeError, KeyError) as error:  # ml_collections: --config.<unknown key>.
     problem = _unknown_config_key(str(error), argv)
   print(f'Config error: {problem}\nNothing was run. See the config file\'s docstring for its '
         'keys and variants.', file=sys.stderr)
   sys.exit(errors.ConfigError.exit_code)
+
+
+def _last_line(message: str) -> str:
+  """The last line of a (possibly embedded) traceback, without its exception's name."""
+  last = [line.strip() for line in message.splitlines() if line.strip()][-1]
+  return re.sub(r'^(\w+\.)*\w+(Error|Exception): ', '', last)
+
+
+def _config_arg(argv: list[str]) -> str:
+  return next((arg for arg in argv if arg.startswith('--config=')), '--config')
 
 
 def _unknown_config_key(message: str, argv: list[str]) -> str:

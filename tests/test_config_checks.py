@@ -4,11 +4,12 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import types
 
 import cifar10
 import pytest
 
-from resnet_jax import config_checks, errors
+from resnet_jax import config_checks, errors, sharding
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -26,15 +27,28 @@ def _config(**overrides):
 
 @pytest.mark.parametrize('overrides, message', [
     ({'model': 'resnett20'}, "Unknown model 'resnett20'. Did you mean resnet20"),
-    ({'model': 'resnet21'}, 'depth must be 6n+2 for CIFAR nets'),
+    ({'model': 'resnet21'}, "'resnet21': depth must be 6n+2 for CIFAR nets"),
+    ({'model': 'resnet50'}, "model='resnet50' is an ImageNet net (Table 1, 224x224 images), but "
+                            'the trainer trains on whole CIFAR-scale data sets'),
     ({'batch_size': 0}, 'batch_size=0 must be a positive whole number'),
-    ({'optimizer.lr_boundaries': (25, 20)}, 'must be positive steps in increasing order'),
-    ({'optimizer.lr_boundaries': (20, 30)}, 'reaches past the last step (num_train_steps=30)'),
-    ({'optimizer.warmup_steps': 20}, 'must end before the first lr boundary (20)'),
-    ({'steps_per_dispatch': 4}, 'num_train_steps=30 must be a positive multiple of steps_per_dispatch=4'),
+    ({'eval_batch_size': -500}, 'eval_batch_size=-500 must be a positive whole number'),
+    ({'keep_checkpoints': 0}, 'keep_checkpoints=0 must be a positive whole number'),
+    ({'optimizer.lr_boundaries': (25, 20)}, 'lr_boundaries=(25, 20) must be positive steps in '
+                                            'increasing order'),
+    ({'optimizer.lr_boundaries': (20, 20)}, 'must be positive steps in increasing order'),
+    ({'optimizer.lr_boundaries': (0, 20)}, 'must be positive steps in increasing order'),
+    ({'optimizer.warmup_steps': 20}, 'warmup_steps=20 must end before the first lr boundary (20)'),
+    ({'optimizer.warmup_steps': -1}, 'warmup_steps=-1 must be 0 (no warm-up)'),
+    ({'steps_per_dispatch': 4},
+     'num_train_steps=30 must be a positive multiple of steps_per_dispatch=4'),
     ({'log_every_steps': 0}, 'log_every_steps=0 must be a positive multiple'),
+    ({'steps_per_dispatch': 5, 'checkpoint_every_steps': 12},
+     'checkpoint_every_steps=12 must be a positive multiple of steps_per_dispatch=5'),
     ({'on_nonfinite': 'ignore'}, "on_nonfinite='ignore' is not one of ('stop', 'skip')"),
-    ({'dtype': 'float16'}, "dtype='float16' is not one of"),
+    ({'dtype': 'float16'}, "dtype='float16' is not one of ('float32', 'bfloat16')"),
+    ({'shortcut': 'D'}, "shortcut='D' is not one of ('A', 'B', 'C')"),
+    ({'bn_group_size': 5}, 'bn_group_size=5 must divide batch_size=32'),
+    ({'bn_group_size': -1}, 'bn_group_size=-1 must be 0 (BN over the whole batch)'),
     ({'num_replicas': 0}, 'num_replicas=0 must be a positive whole number'),
     ({'mesh.data': 3}, 'needs 3 devices, but 1 are visible'),
 ])
@@ -42,6 +56,13 @@ def test_invalid_config_is_refused_with_its_message(overrides, message):
   with pytest.raises(errors.ConfigError) as error:
     config_checks.validate(_config(**overrides))
   assert message in str(error.value)
+
+
+def test_eval_batch_must_divide_over_the_data_axis(monkeypatch):
+  monkeypatch.setattr(sharding, 'make_mesh', lambda _: types.SimpleNamespace(shape={'data': 3}))
+  with pytest.raises(errors.ConfigError, match="eval_batch_size=500 does not divide over the 3 "
+                     "devices of the mesh's 'data' axis; use a multiple of 3"):
+    config_checks.validate(_config(batch_size=33))
 
 
 def test_valid_configs_pass():
@@ -72,24 +93,33 @@ def test_checkpoint_bytes_counts_every_array():
   assert config_checks.checkpoint_bytes(tree) == 124
 
 
-def _main(tmp_path, *flags):
+def _main(workdir, config, *flags):
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO),
              XLA_FLAGS='--xla_force_host_platform_device_count=2')
   return subprocess.run(
-      [sys.executable, '-m', 'resnet_jax.main', f'--config={REPO}/experiments/cifar10.py:smoke',
-       f'--workdir={tmp_path}', *flags], cwd=REPO, env=env, capture_output=True, text=True,
-      timeout=300)
+      [sys.executable, '-m', 'resnet_jax.main', f'--config={config}', f'--workdir={workdir}',
+       *flags], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize('flag, message', [
-    ('--config.modle=resnet20', "--config.modle=resnet20: the config has no key 'modle'. "
-                                'Did you mean "model" instead of "modle"?'),
-    ('--config.model=resnet50x', "Unknown model 'resnet50x'. Did you mean resnet50"),
-    ('--config.batch_size=7', "batch_size=7 does not divide over the 2 devices of the mesh's "
-                              "'data' axis; use a multiple of 2."),
+@pytest.mark.parametrize('config, flag, message', [
+    ('experiments/cifar10.py:smoke', '--config.modle=resnet20',
+     "Config error: --config.modle=resnet20: the config has no key 'modle'. "
+     'Did you mean "model" instead of "modle"?'),
+    ('experiments/cifar10.py:smoke', '--config.model=resnet50',
+     "model='resnet50' is an ImageNet net"),
+    ('experiments/cifar10.py:smoke', '--config.batch_size=7',
+     "batch_size=7 does not divide over the 2 devices of the mesh's 'data' axis; use a "
+     'multiple of 2.'),
+    ('experiments/cifar10.py:resnet21', None,
+     "Config error: 'resnet21': depth must be 6n+2 for CIFAR nets"),
+    ('experiments/cifar10.py:smoke,foo', None,
+     "Config error: Unknown or repeated config variants ['foo'] in 'smoke,foo'"),
+    ('experiments/cifar100.py', None, "Config error: cannot load --config=experiments/cifar100.py: "
+                                      "[Errno 2] No such file or directory"),
 ])
-def test_command_line_reports_config_errors_in_one_line_and_runs_nothing(tmp_path, flag, message):
-  result = _main(tmp_path / 'run', flag)
+def test_command_line_reports_config_errors_in_one_line_and_runs_nothing(tmp_path, config, flag,
+                                                                         message):
+  result = _main(tmp_path / 'run', config, *[flag] if flag else [])
   assert result.returncode == errors.ConfigError.exit_code
   assert message in result.stderr and 'Traceback' not in result.stderr
-  assert not (tmp_path / 'run' / 'checkpoints').exists()
+  assert not (tmp_path / 'run').exists()  # No checkpoint, no metrics, not even the workdir.

@@ -96,8 +96,9 @@ class Running:
     self._reader.start()
 
   def _read(self) -> None:
-    for line in self.process.stdout:
-      self._lines.append(line)
+    with self.process.stdout:
+      for line in self.process.stdout:
+        self._lines.append(line)
 
   def wait_for(self, pattern: str, timeout: float = 600) -> re.Match | None:
     """The first match of `pattern` in a line of the output, waiting for it to come;
