@@ -59,13 +59,18 @@ def reference_run(tmp_path_factory):
   return workdir
 
 
+def assert_same_records(records, expected):
+  """The same (step, split) records, with loss and error equal to float tolerance."""
+  assert [(r['step'], r['split']) for r in records] == [(r['step'], r['split']) for r in expected]
+  for a, b in zip(records, expected):
+    np.testing.assert_allclose([a['loss'], a['error']], [b['loss'], b['error']], rtol=1e-4)
+
+
 def assert_same_training(workdir, reference, exact=False):
   records, expected = metric_records(workdir), metric_records(reference)
   if exact:
     assert records == expected
-  assert [(r['step'], r['split']) for r in records] == [(r['step'], r['split']) for r in expected]
-  for a, b in zip(records, expected):
-    np.testing.assert_allclose([a['loss'], a['error']], [b['loss'], b['error']], rtol=1e-4)
+  assert_same_records(records, expected)
   (step, state), (expected_step, expected_state) = final_state(workdir), final_state(reference)
   assert step == expected_step
   tolerance = dict(rtol=0, atol=0) if exact else dict(rtol=1e-4, atol=1e-5)
@@ -116,10 +121,6 @@ def test_two_replicas_train_like_two_runs_with_their_seeds(tmp_path, reference_r
     assert step == expected_step == 8
     assert_trees_close(jax.tree.map(lambda x, r=replica: x[r], replicas), expected,
                        rtol=1e-4, atol=1e-5)
-    mine = [{k: v for k, v in r.items() if k != 'seed'} for r in records if r['seed'] == replica]
-    expected_records = metric_records(single_run)
-    assert [(r['step'], r['split']) for r in mine] == [(r['step'], r['split']) for r in expected_records]
-    for a, b in zip(mine, expected_records):
-      np.testing.assert_allclose([a['loss'], a['error']], [b['loss'], b['error']], rtol=1e-4)
+    assert_same_records([r for r in records if r['seed'] == replica], metric_records(single_run))
   first, second = (jax.tree.map(lambda x, r=r: x[r], replicas['params']) for r in (0, 1))
   assert not np.allclose(jax.tree.leaves(first)[0], jax.tree.leaves(second)[0])
