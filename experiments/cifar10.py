@@ -6,9 +6,12 @@ Run (from the repository root):
 Variants after the colon, comma-separated, e.g. `:resnet56,bf16`:
   plain20 ... plain110, resnet20 ... resnet1202 (any 6n+2 depth): the net;
   bf16: bfloat16 compute with float32 parameters (a deviation from the paper's fp32);
-  jpeg: read ../shared/data/cifar10-jpeg.tar.gz instead of TFDS `cifar10`;
+  jpeg: read only ../shared/data/cifar10-jpeg.tar.gz (beside the checkout), never TFDS;
   val: the paper's 45k/5k train/validation split, evaluating on the held-out 5k;
   smoke: a tiny net (resnet8 unless a net is named) for 30 steps on a 1/10 subset.
+
+Data (data.source='auto'): a prepared TFDS copy of `cifar10` (in ~/tensorflow_datasets or
+data.data_dir), else the JPEG archive beside the checkout, else a TFDS download.
 
 Recipe (Section 4.2): SGD momentum 0.9, weight decay 1e-4, batch 128, lr 0.1 divided by
 10 at 32k and 48k iterations, stop at 64k; ResNet-110 and deeper warm up at lr 0.01
@@ -19,11 +22,15 @@ Measured: (docs/results.md; CIFAR-10 JPEG q75 copy; one H100 shared by several r
   resnet20,jpeg: 64k steps, test error 12.23 +- 0.18 % (2 seeds; the paper: 8.75, gap not yet
   explained); plain20,jpeg: 13.49 +- 0.06 %. 56-layer runs stopped at ~38k steps.
 """
+import pathlib
+
 import ml_collections
 
 from resnet_jax import data, models, optim
 
 WARMUP_DEPTH = 110  # "In this case [110 layers], we use 0.01 to warm up" (Section 4.2).
+# Resolved against the checkout, not the working directory.
+JPEG_ARCHIVE = str(pathlib.Path(__file__).resolve().parents[2] / 'shared/data/cifar10-jpeg.tar.gz')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -59,11 +66,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 1000
   config.num_train_steps = 64_000
   config.steps_per_dispatch = 1
-  config.mesh = ml_collections.ConfigDict({'data': -1})
+  # replica: device groups sharing the num_replicas nets; data: each net's batch.
+  config.mesh = ml_collections.ConfigDict({'replica': 1, 'data': -1})
   config.optimizer = optim.default_config(lr_boundaries=(32_000, 48_000), base_batch_size=128)
   config.data = data.default_data_config()
+  config.data.source = 'auto'
   config.data.data_dir = ml_collections.config_dict.placeholder(str)
-  config.data.path = ml_collections.config_dict.placeholder(str)
+  config.data.path = JPEG_ARCHIVE
   config.log_every_steps = 100
   config.eval_every_steps = 2000
   config.checkpoint_every_steps = 2000
@@ -79,7 +88,6 @@ def _bf16(config):
 
 def _jpeg(config):
   config.data.source = 'archive'
-  config.data.path = '../shared/data/cifar10-jpeg.tar.gz'
 
 
 def _validation(config):

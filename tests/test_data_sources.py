@@ -1,6 +1,7 @@
 """Tests of load_dataset's sources (folder, archive, synthetic, TFDS), its cache, its subsets
 and its errors on bad input."""
 import os
+import socket
 import subprocess
 import sys
 import tarfile
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image
 
 from resnet_jax.data import ArraySplits, DataError, load_dataset
-from resnet_jax.data import decode
+from resnet_jax.data import decode, tfds_source
 from resnet_jax.data.folder import load_image_archive
 from resnet_jax.data.subsets import stratified_choice
 
@@ -229,7 +230,7 @@ def test_decoding_in_worker_processes_matches_decoding_here(archive, tmp_path, m
 def test_a_script_that_breaks_the_worker_processes_still_loads(archive, cache_dir):
   # Worker processes re-run the main script; one read from stdin cannot be re-run.
   script = textwrap.dedent(f"""
-      from resnet_jax.data import decode
+      from resnet_jax.data import decode, tfds_source
       from resnet_jax.data.folder import load_image_archive
       decode.CHUNK_SIZE, decode.POOL_MIN_IMAGES = 4, 8
       splits = load_image_archive({str(archive)!r}, {str(cache_dir)!r}, num_workers=2)
@@ -338,8 +339,22 @@ def test_synthetic_is_deterministic_from_its_seed_and_any_shape():
 # TFDS, under tfds.testing.mock_data: no network here.
 
 
-def test_tfds_source_under_mock_data():
+def pretend_online(monkeypatch):
+  """The download host's connection check succeeds (mock_data's builders are never prepared,
+  and their download is a no-op)."""
+  monkeypatch.setattr(tfds_source.socket, 'create_connection',
+                      lambda *args, **kwargs: socket.socket())
+
+
+def pretend_offline(monkeypatch):
+  def unreachable(address, timeout):
+    raise OSError(101, 'Network is unreachable')
+  monkeypatch.setattr(tfds_source.socket, 'create_connection', unreachable)
+
+
+def test_tfds_source_under_mock_data(monkeypatch):
   tfds = pytest.importorskip('tensorflow_datasets')
+  pretend_online(monkeypatch)
   with tfds.testing.mock_data(num_examples=20):
     splits = load_dataset({'source': 'tfds', 'name': 'cifar10'})
     held_out = load_dataset({'source': 'tfds', 'name': 'cifar10', 'validation_size': 5})
@@ -349,6 +364,39 @@ def test_tfds_source_under_mock_data():
   assert splits.eval_split == 'test'
   assert 0 <= splits.train_labels.min() and splits.train_labels.max() < 10
   assert held_out.eval_split == 'validation' and len(held_out.eval_labels) == 5
+
+
+def test_tfds_offline_fails_at_once_listing_the_other_sources(tmp_path, monkeypatch):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  pretend_offline(monkeypatch)
+  downloads = []
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare',
+                      lambda *args, **kwargs: downloads.append(args))
+  with pytest.raises(DataError) as error:
+    load_dataset({'source': 'tfds', 'name': 'cifar10', 'data_dir': str(tmp_path)})
+  assert downloads == []
+  assert "cannot download 'cifar10': www.cs.toronto.edu is unreachable" in str(error.value)
+  for way in ('--config.data.data_dir=DIR', '--config.data.source=archive',
+              '--config.data.source=folder', '--config.data.source=synthetic'):
+    assert way in str(error.value)
+
+
+def test_tfds_finds_the_modules_it_imports_lazily_for_a_download():
+  """`pip install -e '.[tfds]'` installs what TFDS's download path imports (importlib_resources)."""
+  tfds = pytest.importorskip('tensorflow_datasets')
+  assert tfds.builder('cifar10').code_path.name == 'cifar.py'
+
+
+def test_auto_source_reads_the_archive_when_tfds_has_no_prepared_copy(archive, tree, tmp_path,
+                                                                       cache_dir, monkeypatch):
+  pytest.importorskip('tensorflow_datasets')
+  pretend_offline(monkeypatch)
+  config = source_config('auto', archive, cache_dir, data_dir=str(tmp_path / 'tfds'))
+  splits = load_dataset(config)
+  np.testing.assert_array_equal(
+      splits.train_images, load_dataset(source_config('folder', tree, cache_dir)).train_images)
+  with pytest.raises(DataError, match="(?s)TFDS cannot download 'cifar10'.*a prepared TFDS copy"):
+    load_dataset(config | {'path': str(tmp_path / 'missing.tar.gz')})
 
 
 def test_tfds_unknown_data_set_is_named():
@@ -362,7 +410,7 @@ def test_folder_archive_and_synthetic_never_import_tensorflow(archive, tree, cac
       import sys
       sys.modules['tensorflow'] = None
       sys.modules['tensorflow_datasets'] = None
-      from resnet_jax.data import (load_dataset, imagenet_eval_iterator,
+      from resnet_jax.data import (DataError, load_dataset, imagenet_eval_iterator,
                                    imagenet_train_iterator)
       for source, path in (('archive', {str(archive)!r}), ('folder', {str(tree)!r})):
         splits = load_dataset(dict(source=source, path=path, cache_dir={str(cache_dir)!r}))
@@ -372,6 +420,12 @@ def test_folder_archive_and_synthetic_never_import_tensorflow(archive, tree, cac
                     eval_resize_size=16)
       next(imagenet_train_iterator(config, 4, 0, 1, seed=0))
       next(imagenet_eval_iterator(config, 4, 0, 1))
+      try:
+        load_dataset(dict(source='auto', path={str(tree / 'missing.tar.gz')!r}))
+      except DataError as error:
+        assert 'pip install -e ".[tfds]"' in str(error) and 'source=synthetic' in str(error)
+      else:
+        raise AssertionError('the auto source found data where there is none')
       for load in (lambda: load_dataset(dict(source='tfds')),
                    lambda: next(imagenet_train_iterator(dict(source='tfds'), 4, 0, 1, 0))):
         try:
@@ -417,11 +471,28 @@ def test_not_a_tar_archive(tmp_path, cache_dir):
     load_dataset(source_config('archive', fake, cache_dir))
 
 
-def test_truncated_archive(archive, tmp_path, cache_dir):
-  truncated = tmp_path / 'truncated.tar.gz'
-  truncated.write_bytes(archive.read_bytes()[:len(archive.read_bytes()) // 2])
-  with pytest.raises(DataError, match='truncated.tar.gz is truncated or corrupt'):
-    load_dataset(source_config('archive', truncated, cache_dir))
+def _uncompressed_tar(tree: Path, path: Path) -> tuple[bytes, int]:
+  """The bytes of an uncompressed tar of `tree`, and the offset of its first test/ member."""
+  with tarfile.open(path, 'w') as tar:
+    for split in ('train', 'test'):
+      tar.add(tree / split, arcname=split)
+  with tarfile.open(path) as tar:
+    first_test = next(m for m in tar.getmembers() if m.name.startswith('test/') and m.isfile())
+  return path.read_bytes(), first_test.offset
+
+
+@pytest.mark.parametrize('cut', ['half_gzip', 'inside_a_member', 'at_a_member_boundary'])
+def test_truncated_archive_is_called_damaged(tree, archive, tmp_path, cache_dir, cut):
+  if cut == 'half_gzip':
+    data, name = archive.read_bytes()[:len(archive.read_bytes()) // 2], 'cut.tar.gz'
+  else:
+    data, first_test = _uncompressed_tar(tree, tmp_path / 'whole.tar')
+    # Inside a member, reading its bytes fails; at a boundary, the stream just stops.
+    data, name = data[:first_test + (700 if cut == 'inside_a_member' else 0)], 'cut.tar'
+  (tmp_path / name).write_bytes(data)
+  with pytest.raises(DataError, match=f'{name} is damaged or incomplete .*download or copy it '
+                                      f'again'):
+    load_dataset(source_config('archive', tmp_path / name, cache_dir))
 
 
 def test_no_splits(tmp_path, cache_dir):
@@ -518,7 +589,7 @@ def test_train_fraction_that_keeps_nothing():
 
 def test_unknown_source_lists_the_valid_ones():
   with pytest.raises(DataError, match=r"Unknown data.source 'imagefolder'; use one of "
-                                      r"\['tfds', 'folder', 'archive', 'synthetic'\]"):
+                                      r"\['auto', 'tfds', 'folder', 'archive', 'synthetic'\]"):
     load_dataset({'source': 'imagefolder'})
 
 

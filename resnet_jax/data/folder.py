@@ -1,5 +1,6 @@
 """The 'folder' and 'archive' sources: a class-folder tree of JPEG/PNG images, or a .tar/.tar.gz
 of one, decoded once with Pillow and cached under cache_dir, never beside the data."""
+import contextlib
 import gzip
 import logging
 import os
@@ -112,11 +113,34 @@ def folder_files(root: Path) -> NamedFiles:
 def archive_files(archive: Path) -> NamedFiles:
   """(member name, read) for every file of a tar archive, in one streaming pass; each
   read must be called before the next pair is drawn."""
+  with _damaged_archive_is_a_data_error(archive), tarfile.open(archive, 'r|*') as tar:
+    for member in tar:
+      if member.isfile():
+        yield member.name, _guarded_read(archive, tar.extractfile(member).read)
+    # A stream cut at a member boundary ends without an error, but also without the
+    # end-of-archive block tar writes last.
+    if tar.fileobj.pos - tar.offset < tarfile.BLOCKSIZE:
+      raise _damaged(archive, 'it ends without the end-of-archive block')
+
+
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def _guarded_read(archive: Path, read: Callable[[], bytes]) -> Callable[[], bytes]:
+  def guarded() -> bytes:
+    with _damaged_archive_is_a_data_error(archive):
+      return read()
+  return guarded
+
+
+@contextlib.contextmanager
+def _damaged_archive_is_a_data_error(archive: Path):
   try:
-    with tarfile.open(archive, 'r|*') as tar:
-      for member in tar:
-        if member.isfile():
-          yield member.name, tar.extractfile(member).read
-  except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-    raise DataError(f'{archive} is truncated or corrupt ({error}); download or rebuild the '
-                    f'archive.') from None
+    yield
+  except _ARCHIVE_ERRORS as error:
+    raise _damaged(archive, error) from None
+
+
+def _damaged(archive: Path, why) -> DataError:
+  return DataError(f'{archive} is damaged or incomplete ({why}): the archive is truncated or '
+                   f'corrupt, e.g. an unfinished download or copy; download or copy it again.')

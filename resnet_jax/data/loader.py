@@ -1,5 +1,8 @@
 """load_dataset: a whole data set as numpy arrays, from the source the data config names,
 with the optional held-out validation set and train fraction applied."""
+import logging
+from pathlib import Path
+
 import ml_collections
 
 from resnet_jax.data.arrays import ArraySplits
@@ -8,9 +11,11 @@ from resnet_jax.data.errors import DataError
 from resnet_jax.data.folder import load_image_archive, load_image_folder
 from resnet_jax.data.subsets import hold_out_validation, keep_train_fraction
 from resnet_jax.data.synthetic import synthetic_splits
-from resnet_jax.data.tfds_source import load_tfds
+from resnet_jax.data.tfds_source import is_prepared, load_tfds, ways_to_get_data
 
-SOURCES = ('tfds', 'folder', 'archive', 'synthetic')
+SOURCES = ('auto', 'tfds', 'folder', 'archive', 'synthetic')
+
+_log = logging.getLogger(__name__)
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -19,7 +24,9 @@ def default_data_config() -> ml_collections.ConfigDict:
       source='tfds',  # One of SOURCES.
       name='cifar10',  # TFDS data set (source='tfds').
       data_dir=None,  # TFDS data_dir (source='tfds').
-      path=None,  # Class-folder tree (source='folder') or a .tar/.tar.gz of one ('archive').
+      # Class-folder tree (source='folder') or a .tar/.tar.gz of one ('archive', and 'auto'
+      # when TFDS has no prepared copy).
+      path=None,
       cache_dir='~/.cache/resnet_jax',  # Decoded folder/archive arrays; never the data's folder.
       validation_size=0,  # >0: hold out this many train images for eval (5000 in Section 4.2).
       train_fraction=1.0,  # Keep this fraction of the (remaining) train images.
@@ -38,6 +45,8 @@ def load_dataset(data_config) -> ArraySplits:
   """
   config = with_defaults(data_config, default_data_config(), 'data config')
   _check_subset_sizes(config)
+  if config.source == 'auto':
+    config.source = auto_source(config)
   if config.source == 'tfds':
     splits = load_tfds(config.name, config.data_dir)
   elif config.source == 'folder':
@@ -53,6 +62,26 @@ def load_dataset(data_config) -> ArraySplits:
   if config.train_fraction < 1:
     splits = keep_train_fraction(splits, config.train_fraction)
   return splits
+
+
+def auto_source(config: ml_collections.ConfigDict) -> str:
+  """What source='auto' reads: a prepared TFDS copy of `name`, else the archive at `path`,
+  else a TFDS download (which fails within seconds without a network)."""
+  if is_prepared(config.name, config.data_dir):
+    _log.info('Data: the prepared TFDS copy of %s.', config.name)
+    return 'tfds'
+  if config.path and Path(config.path).expanduser().is_file():
+    _log.info('Data: %s (TFDS has no prepared copy of %s).', config.path, config.name)
+    return 'archive'
+  try:
+    import tensorflow_datasets  # pylint: disable=import-outside-toplevel,unused-import
+  except ImportError:
+    raise DataError(f'No data: TFDS has no prepared copy of {config.name!r} and the archive '
+                    f'data.path={config.path!r} does not exist; `pip install -e ".[tfds]"` lets '
+                    f'TFDS download it.\n{ways_to_get_data(config.name)}') from None
+  _log.info('Data: downloading %s with TFDS (no prepared copy, no archive at %s).',
+            config.name, config.path)
+  return 'tfds'
 
 
 def _check_subset_sizes(config: ml_collections.ConfigDict):

@@ -1,5 +1,8 @@
 """The 'tfds' source: an image classification data set from TensorFlow Datasets (e.g. cifar10),
 loaded whole into numpy. TensorFlow is imported only when this source is used."""
+import socket
+import urllib.parse
+
 import numpy as np
 
 from resnet_jax.data.arrays import ArraySplits
@@ -7,6 +10,33 @@ from resnet_jax.data.errors import DataError
 from resnet_jax.data.tf_import import import_tensorflow
 
 BATCH_SIZE = 1024  # Read in batches: batch_size=-1 crashes under tfds.testing.mock_data.
+# Offline, TFDS retries its download for minutes before failing: a connection to the data set's
+# host within this many seconds tells first whether there is a network.
+CONNECT_TIMEOUT_S = 5
+
+
+def is_prepared(name: str, data_dir: str | None = None) -> bool:
+  """Whether a prepared TFDS copy of `name` is in `data_dir` (False without TFDS installed)."""
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return False
+  try:
+    return tfds.builder(name, data_dir=data_dir).is_prepared()
+  except tfds.core.registered.DatasetNotFoundError:
+    return False
+
+
+def ways_to_get_data(name: str) -> str:
+  """The sources that read `name` without downloading it, one per line, as command flags."""
+  return (f'Ways to get the data without a download:\n'
+          f'  - a prepared TFDS copy: --config.data.data_dir=DIR, where DIR holds {name}/ as '
+          f'`tfds build {name} --data_dir=DIR` writes it on a machine with internet;\n'
+          f'  - a .tar/.tar.gz of train/<class>/*.jpg and test/<class>/*.jpg: '
+          f'--config.data.source=archive --config.data.path=ARCHIVE (the `jpeg` variant of '
+          f'experiments/cifar10.py reads ../shared/data/cifar10-jpeg.tar.gz beside the checkout);\n'
+          f'  - a folder of that layout: --config.data.source=folder --config.data.path=DIR;\n'
+          f'  - random images, to check the code only: --config.data.source=synthetic.')
 
 
 def load_tfds(name: str, data_dir: str | None = None) -> ArraySplits:
@@ -25,13 +55,29 @@ def load_tfds(name: str, data_dir: str | None = None) -> ArraySplits:
     raise DataError(f'TFDS data set {name!r} has images of varying size {features["image"].shape}'
                     f'; this loader needs one size: resize them into a class-folder tree and use '
                     f"data.source='folder', or use the streaming ImageNet input.")
-  builder.download_and_prepare()
+  if not builder.is_prepared():
+    _download(builder, name)
   eval_split = _eval_split(name, set(builder.info.splits))
   (train_images, train_labels), (eval_images, eval_labels) = (
       _read_split(tfds, builder, split) for split in ('train', eval_split))
   return ArraySplits(train_images=train_images, train_labels=train_labels,
                      eval_images=eval_images, eval_labels=eval_labels,
                      class_names=tuple(features['label'].names), eval_split=eval_split)
+
+
+def _download(builder, name: str) -> None:
+  host = urllib.parse.urlparse(builder.info.homepage or '').hostname
+  if host:  # CIFAR's homepage host is also its download host.
+    try:
+      socket.create_connection((host, 443), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+      raise DataError(f'TFDS cannot download {name!r}: {host} is unreachable ({error}); no '
+                      f'network?\n{ways_to_get_data(name)}') from None
+  try:
+    builder.download_and_prepare()
+  except Exception as error:  # pylint: disable=broad-except  # Network errors of many kinds.
+    raise DataError(f'TFDS could not download and prepare {name!r} '
+                    f'({type(error).__name__}: {error}).\n{ways_to_get_data(name)}') from None
 
 
 def _eval_split(name: str, splits: set[str]) -> str:
