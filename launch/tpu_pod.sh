@@ -13,8 +13,9 @@ Usage: launch/tpu_pod.sh [OPTIONS] CONFIG gs://WORKDIR [MAIN_FLAGS...]
        launch/tpu_pod.sh --name NAME --zone ZONE --delete
 
 Creates the TPU VM slice NAME (unless --reuse), copies pyproject.toml,
-resnet_jax/ and experiments/ from --source to ~/resnet_jax_launch on every
-worker, runs --install there, then runs on all workers at once:
+setup.cfg, README.md, resnet_jax/ and experiments/ from --source to
+~/resnet_jax_launch on every worker, runs --install there, then runs on all
+workers at once:
   PYTHON -m resnet_jax.main --config=CONFIG --workdir=WORKDIR --distributed MAIN_FLAGS...
 CONFIG is relative to --source. MAIN_FLAGS (e.g. --config.seed=1) are passed
 through unchanged. WORKDIR must be on GCS: every worker writes its checkpoint
@@ -56,7 +57,8 @@ USAGE
 }
 
 REMOTE_DIR=resnet_jax_launch
-COPIED_PATHS=(pyproject.toml resnet_jax experiments)
+# What `pip install .` needs (setup.cfg names the package, README.md its description).
+COPIED_PATHS=(pyproject.toml setup.cfg README.md resnet_jax experiments)
 
 name=""
 zone=""

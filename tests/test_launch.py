@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -45,7 +46,8 @@ def sandbox(tmp_path):
   (tmp_path / 'experiments' / 'cifar10.py').touch()
   (tmp_path / 'experiments' / 'imagenet.py').touch()
   (tmp_path / 'resnet_jax').mkdir()
-  (tmp_path / 'pyproject.toml').touch()
+  for packaging in ('pyproject.toml', 'setup.cfg', 'README.md'):
+    (tmp_path / packaging).touch()
   (tmp_path / 'bin').mkdir()
   (tmp_path / 'tools').mkdir()
   for tool in SYSTEM_TOOLS:
@@ -135,6 +137,7 @@ def test_tpu_dry_run_creates_the_slice_then_copies_installs_and_runs_on_all_work
                     '--version=tpu-ubuntu2204-base', '--spot']
   assert clean[:5] == [*gcloud, 'ssh'] and '--worker=all' in clean
   assert copy == [*gcloud, 'scp', '--recurse', f'{sandbox}/pyproject.toml',
+                  f'{sandbox}/setup.cfg', f'{sandbox}/README.md',
                   f'{sandbox}/resnet_jax', f'{sandbox}/experiments',
                   'resnet50-pod:resnet_jax_launch', *where, '--worker=all']
   assert remote_command(install) == ['python3', '-m', 'pip', 'install', '--quiet', 'jax[tpu]', '.']
@@ -143,6 +146,25 @@ def test_tpu_dry_run_creates_the_slice_then_copies_installs_and_runs_on_all_work
       'python3', '-m', 'resnet_jax.main', '--config=experiments/imagenet.py:resnet50',
       '--workdir=gs://bucket/runs/resnet50', '--distributed',
       '--config.data.data_dir=gs://bucket/tfds', '--config.seed=1', "--config.note=a b'c"]
+
+
+def test_tpu_copy_of_the_checkout_installs(sandbox, tmp_path):
+  """What the launcher copies to the workers builds into a package, as `pip install .` there."""
+  commands = run('tpu_pod.sh', '--dry-run', *TPU_FLAGS, '--reuse', f'--source={REPO}', *TPU_RUN,
+                 sandbox=sandbox).stdout.splitlines()
+  [copy] = [shlex.split(line) for line in commands if ' scp ' in line]
+  copied = [pathlib.Path(word) for word in copy if word.startswith(str(REPO))]
+  worker = tmp_path / 'worker'
+  worker.mkdir()
+  for path in copied:
+    copy_path = shutil.copytree if path.is_dir() else shutil.copy
+    copy_path(path, worker / path.name)
+  subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--quiet', '--no-deps',
+                  '--no-build-isolation', '--wheel-dir', str(tmp_path / 'wheel'), str(worker)],
+                 check=True, capture_output=True, timeout=120)
+  [wheel] = (tmp_path / 'wheel').glob('resnet_jax-*.whl')
+  with zipfile.ZipFile(wheel) as package:
+    assert 'resnet_jax/train.py' in package.namelist()
 
 
 def test_tpu_dry_run_works_without_gcloud_on_path(sandbox):
