@@ -65,11 +65,12 @@ def test_imagenet_recipe_is_section_3_4():
   assert tuple(config.data.train_resize_range) == (256, 480) and config.data.crop_size == 224
 
 
-def test_imagenet_data_config_is_accepted_by_the_streaming_input():
+def test_imagenet_data_config_is_accepted_by_the_streaming_input(tmp_path):
   config = imagenet.get_config('resnet18')
-  config.data.source = 'synthetic'
-  batch = next(data.imagenet_train_iterator(config.data, global_batch_size=2, process_index=0,
-                                            process_count=1, seed=0))
+  config.data.update(source='synthetic', num_workers=0, cache_dir=str(tmp_path))
+  config.data.synthetic.update(num_train=4, num_eval=2)
+  batch = next(data.open_streamed(config.data).train_iterator(
+      seed=0, global_batch_size=2, process_index=0, process_count=1))
   assert batch['images'].shape == (2, 224, 224, 3)
 
 

@@ -410,28 +410,29 @@ def test_folder_archive_and_synthetic_never_import_tensorflow(archive, tree, cac
       import sys
       sys.modules['tensorflow'] = None
       sys.modules['tensorflow_datasets'] = None
-      from resnet_jax.data import (DataError, load_dataset, imagenet_eval_iterator,
-                                   imagenet_train_iterator)
+      from resnet_jax.data import DataError, load_dataset, open_streamed
       for source, path in (('archive', {str(archive)!r}), ('folder', {str(tree)!r})):
         splits = load_dataset(dict(source=source, path=path, cache_dir={str(cache_dir)!r}))
         assert splits.train_images.shape == (12, {HEIGHT}, {WIDTH}, 3)
       assert load_dataset(dict(source='synthetic')).train_images.shape == (512, 32, 32, 3)
-      config = dict(source='synthetic', crop_size=16, train_resize_range=(16, 16),
-                    eval_resize_size=16)
-      next(imagenet_train_iterator(config, 4, 0, 1, seed=0))
-      next(imagenet_eval_iterator(config, 4, 0, 1))
+      streamed = open_streamed(dict(
+          source='synthetic', crop_size=16, train_resize_range=(16, 16), eval_resize_size=16,
+          num_workers=0, cache_dir={str(cache_dir)!r}, synthetic=dict(num_train=8, num_eval=4)))
+      next(streamed.train_iterator(0, 4, 0, 1))
+      next(streamed.eval_iterator('center', 4, 0, 1))
       try:
         load_dataset(dict(source='auto', path={str(tree / 'missing.tar.gz')!r}))
       except DataError as error:
         assert 'pip install -e ".[tfds]"' in str(error) and 'source=synthetic' in str(error)
       else:
         raise AssertionError('the auto source found data where there is none')
-      for load in (lambda: load_dataset(dict(source='tfds')),
-                   lambda: next(imagenet_train_iterator(dict(source='tfds'), 4, 0, 1, 0))):
+      for load, install in (
+          (lambda: load_dataset(dict(source='tfds')), 'tensorflow-cpu tensorflow-datasets'),
+          (lambda: open_streamed(dict(source='tfds')), 'tensorflow-datasets array_record')):
         try:
           load()
         except ImportError as error:
-          assert 'pip install tensorflow-cpu tensorflow-datasets' in str(error), error
+          assert 'pip install ' + install in str(error), error
         else:
           raise AssertionError('the tfds source loaded without TensorFlow')
       print('ok')

@@ -1,174 +1,418 @@
-"""Tests of the per-host streaming ImageNet input: the synthetic numpy path and the tf.data
-path under tfds.testing.mock_data."""
+"""Tests of the streamed ImageNet input on tiny generated ILSVRC trees, synthetic images and
+TFDS mock data: batches, the augmentation of Section 3.4, determinism across host counts,
+resuming, the cached mean, the eval views and the error messages."""
+import io
+import json
+import os
+
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
-from resnet_jax.data import DataError, imagenet
-from resnet_jax.data.imagenet import (eval_batches_per_host, imagenet_eval_iterator,
-                                      imagenet_train_iterator, per_host_batch_size)
+from resnet_jax.data import DataError, imagenet, imagenet_stats
+from resnet_jax.data.imagenet_augment import PCA_EIGENVECTORS, random_window, resized_size
+from resnet_jax.data.imagenet_decode import decoded, opened
+from resnet_jax.data.imagenet_eval import ten_crops
 
 # Small crops keep the tests fast; the defaults are the paper's 224 / [256, 480] / 256.
-SMALL = dict(crop_size=16, train_resize_range=(18, 24), eval_resize_size=18)
+SMALL = dict(crop_size=8, train_resize_range=(10, 16), eval_resize_size=10, eval_scales=(8, 12),
+             num_workers=0)
+CLASSES = ('n01', 'n02', 'n03')
+SIZES = ((16, 12), (40, 30), (30, 40), (20, 20), (24, 16))  # (width, height)
 
 
-def synthetic(num_eval: int = 10, num_classes: int = 7) -> dict:
-  return dict(SMALL, source='synthetic',
-              synthetic=dict(num_eval=num_eval, num_classes=num_classes, seed=0))
+def smooth_image(width: int, height: int, seed: int) -> np.ndarray:
+  rows, columns = np.mgrid[0:height, 0:width]
+  base = np.random.default_rng(seed).integers(0, 100, 3)
+  return np.stack([base[0] + 3 * rows, base[1] + 3 * columns, base[2] + rows + columns],
+                  -1).clip(0, 255).astype(np.uint8)
+
+
+def encoded(image: np.ndarray, mode: str = 'RGB', image_format: str = 'JPEG') -> bytes:
+  buffer = io.BytesIO()
+  Image.fromarray(image).convert(mode).save(buffer, format=image_format, quality=95)
+  return buffer.getvalue()
+
+
+def make_tree(root, images_per_class: dict[str, int]):
+  """An ILSVRC tree: split/<wnid>/<wnid>_<i>.JPEG, images of SIZES in turn; train/n01 holds
+  a grayscale JPEG, a CMYK JPEG and a PNG named .JPEG."""
+  special = {0: ('L', 'JPEG'), 1: ('CMYK', 'JPEG'), 2: ('RGB', 'PNG')}
+  for split, count in images_per_class.items():
+    for label, wnid in enumerate(CLASSES):
+      folder = root / split / wnid
+      folder.mkdir(parents=True)
+      for i in range(count):
+        width, height = SIZES[(i + label) % len(SIZES)]
+        mode, image_format = special.get(i, ('RGB', 'JPEG')) if (
+            split, wnid) == ('train', 'n01') else ('RGB', 'JPEG')
+        (folder / f'{wnid}_{i}.JPEG').write_bytes(
+            encoded(smooth_image(width, height, 10 * label + i), mode, image_format))
+  return root
+
+
+@pytest.fixture(scope='module')
+def tree(tmp_path_factory):
+  return make_tree(tmp_path_factory.mktemp('ilsvrc'), {'train': 4, 'val': 3})
+
+
+@pytest.fixture
+def folder(tree, tmp_path):
+  return dict(SMALL, source='folder', path=str(tree), cache_dir=str(tmp_path / 'cache'))
+
+
+def synthetic(tmp_path, **settings) -> dict:
+  return dict(SMALL, source='synthetic', cache_dir=str(tmp_path / 'cache'),
+              synthetic=dict(num_train=24, num_eval=10, num_classes=5, image_size=(12, 18))
+              | settings)
+
+
+def take(iterator, count: int) -> list[dict]:
+  return [next(iterator) for _ in range(count)]
+
+
+def assert_same_batches(first: list[dict], second: list[dict]):
+  assert len(first) == len(second)
+  for a, b in zip(first, second):
+    assert a.keys() == b.keys()
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
 def test_defaults_are_the_papers():
   config = imagenet.default_imagenet_data_config()
-  assert config.crop_size == 224
-  assert tuple(config.train_resize_range) == (256, 480)
-  assert config.eval_resize_size == 256
+  assert (config.crop_size, tuple(config.train_resize_range)) == (224, (256, 480))
+  assert config.eval_resize_size == 256 and tuple(config.eval_scales) == (224, 256, 384, 480,
+                                                                          640)
+  assert config.normalization == 'per_pixel' and config.color_augmentation == 0.1
 
 
-def test_synthetic_train_batches_are_split_over_hosts():
-  batches = [next(imagenet_train_iterator(synthetic(), 12, host, 3, seed=0)) for host in range(3)]
+def test_folder_train_batches(folder):
+  data = imagenet.open_streamed(folder)
+  assert data.class_names == CLASSES and data.num_classes == 3
+  assert (data.num_train, data.num_eval, data.eval_split) == (12, 9, 'validation')
+  assert data.image_shape == (8, 8, 3) and data.mean.shape == (8, 8, 3)
+  np.testing.assert_array_equal(data.std, np.ones(3))
+  batches = take(data.train_iterator(seed=0, global_batch_size=6, process_index=0,
+                                     process_count=1), 4)
   for batch in batches:
-    assert set(batch) == {'images', 'labels'}
-    assert batch['images'].shape == (4, 16, 16, 3) and batch['images'].dtype == np.float32
-    assert batch['labels'].shape == (4,) and batch['labels'].dtype == np.int32
-    assert 0 <= batch['labels'].min() and batch['labels'].max() < 7
-    assert -3 < batch['images'].mean() < 3, 'images should be normalized'
-  assert not np.array_equal(batches[0]['images'], batches[1]['images']), 'hosts should differ'
-  again = next(imagenet_train_iterator(synthetic(), 12, 0, 3, seed=0))
-  np.testing.assert_array_equal(again['images'], batches[0]['images'])
-  other_seed = next(imagenet_train_iterator(synthetic(), 12, 0, 3, seed=1))
-  assert not np.array_equal(other_seed['images'], batches[0]['images'])
+    assert batch['images'].shape == (6, 8, 8, 3) and batch['images'].dtype == np.uint8
+    assert batch['labels'].dtype == np.int32 and set(batch['labels']) <= {0, 1, 2}
+    assert batch['color_shift'].shape == (6, 3) and batch['color_shift'].dtype == np.float32
+    assert batch['unreadable'].dtype == np.int32 and not batch['unreadable'].any()
+  # Two epochs of 12 images: every image once in each, in a different order.
+  labels = np.concatenate([batch['labels'] for batch in batches])
+  assert np.bincount(labels[:12]).tolist() == [4, 4, 4] == np.bincount(labels[12:]).tolist()
+  images = np.concatenate([batch['images'] for batch in batches])
+  assert not np.array_equal(images[:12], images[12:])
 
 
-def test_synthetic_train_iterator_is_endless():
-  iterator = imagenet_train_iterator(synthetic(), 4, 0, 1, seed=0)
-  assert len([next(iterator) for _ in range(5)]) == 5
+@pytest.mark.parametrize('mode, image_format', [('L', 'JPEG'), ('CMYK', 'JPEG'),
+                                                ('RGB', 'PNG'), ('RGBA', 'PNG')])
+def test_grayscale_cmyk_and_png_images_load_as_rgb(mode, image_format):
+  image = smooth_image(20, 16, seed=0)
+  with opened(encoded(image, mode, image_format), 'x.JPEG') as handle:
+    rgb = np.asarray(decoded(handle, 'x.JPEG', handle.size))
+  assert rgb.shape == (16, 20, 3) and rgb.dtype == np.uint8
+  expected = np.asarray(Image.fromarray(image).convert(mode).convert('RGB'), np.int16)
+  assert np.abs(rgb.astype(np.int16) - expected).mean() < 4
 
 
+def test_draft_mode_decodes_a_large_jpeg_at_a_reduced_scale():
+  image = encoded(smooth_image(400, 320, seed=0))
+  with opened(image, 'big.JPEG') as handle:
+    assert decoded(handle, 'big.JPEG', (90, 70)).size == (100, 80)  # 1/4 scale.
+
+
+def test_random_windows_honour_the_scale_range_and_stay_in_the_image():
+  size, crop, scales = (40, 30), 8, (10, 16)
+  rng = np.random.default_rng(0)
+  shorter_sides, flips = [], []
+  for _ in range(2000):
+    (left, top, right, bottom), resized, flip = random_window(size, rng, crop, scales)
+    assert 0 <= left < right <= size[0] + 1e-9 and 0 <= top < bottom <= size[1] + 1e-9
+    assert resized == resized_size(size, min(resized))
+    shorter_sides.append(min(resized))
+    assert (right - left) * resized[0] / size[0] == pytest.approx(crop)
+    flips.append(flip)
+  assert set(shorter_sides) == set(range(10, 17)), 'every scale in [low, high], both ends'
+  assert 0.45 < np.mean(flips) < 0.55
+
+
+def test_train_view_is_a_crop_of_the_resized_image(tmp_path):
+  # Scale fixed at 12: the 16x12 image is not resized, so each view is one of its 8x8 crops
+  # or their flips.
+  config = synthetic(tmp_path, num_train=1, num_eval=1, image_size=(12, 16))
+  config.update(train_resize_range=(12, 12), color_augmentation=0.0, normalization='per_channel')
+  data = imagenet.open_streamed(config)
+  _, image, _ = data.sources.train[0]
+  crops = [image[top:top + 8, left:left + 8] for top in range(5) for left in range(9)]
+  crops += [crop[:, ::-1] for crop in crops]
+  views = np.concatenate([batch['images'] for batch in take(data.train_iterator(0, 8, 0, 1), 4)])
+  matches = [min(range(len(crops)), key=lambda i: np.abs(crops[i] - view.astype(int)).max())
+             for view in views]
+  assert all(np.array_equal(crops[m], view) for m, view in zip(matches, views))
+  assert len(set(matches)) > 8 and {m < 45 for m in matches} == {True, False}
+
+
+def test_color_shift_is_pca_lighting_with_the_configured_std(tmp_path):
+  data = imagenet.open_streamed(synthetic(tmp_path) | dict(normalization='per_channel'))
+  shifts = np.concatenate([batch['color_shift']
+                           for batch in take(data.train_iterator(0, 8, 0, 1), 25)])
+  # Along the first eigenvector: std 0.1 * 0.2175 * 255 = 5.5.
+  along_first = shifts @ PCA_EIGENVECTORS[:, 0]
+  assert 4.5 < along_first.std() < 6.5 and abs(along_first.mean()) < 1
+  off = imagenet.open_streamed(synthetic(tmp_path) | dict(normalization='per_channel',
+                                                          color_augmentation=0))
+  assert not next(off.train_iterator(0, 8, 0, 1))['color_shift'].any()
+
+
+def test_same_seed_same_batches_other_seed_other_batches(folder):
+  data = imagenet.open_streamed(folder)
+  first = take(data.train_iterator(3, 6, 0, 1), 3)
+  assert_same_batches(first, take(data.train_iterator(3, 6, 0, 1), 3))
+  other = next(data.train_iterator(4, 6, 0, 1))
+  assert not np.array_equal(other['images'], first[0]['images'])
+
+
+@pytest.mark.parametrize('process_count', [2, 3])
+def test_host_batches_are_rows_of_the_one_host_batch(folder, process_count):
+  data = imagenet.open_streamed(folder)
+  whole = take(data.train_iterator(0, 6, 0, 1), 3)
+  hosts = [take(data.train_iterator(0, 6, host, process_count), 3)
+           for host in range(process_count)]
+  for step, batch in enumerate(whole):
+    rows = 6 // process_count
+    for host, batches in enumerate(hosts):
+      assert_same_batches([{key: value[host * rows:(host + 1) * rows]
+                            for key, value in batch.items()}], [batches[step]])
+
+
+def test_resumed_iterator_continues_exactly(folder):
+  data = imagenet.open_streamed(folder)
+  uninterrupted = take(data.train_iterator(0, 6, 1, 2), 9)  # Three epochs of 4 steps.
+  iterator = data.train_iterator(0, 6, 1, 2)
+  take(iterator, 5)
+  state = json.loads(json.dumps(iterator.get_state()))
+  resumed = data.train_iterator(0, 6, 1, 2)
+  resumed.set_state(state)
+  assert_same_batches(take(resumed, 4), uninterrupted[5:])
+
+
+def test_worker_processes_give_the_same_batches_and_resume(tmp_path):
+  config = synthetic(tmp_path)
+  in_process = take(imagenet.open_streamed(config).train_iterator(0, 4, 0, 1), 5)
+  workers = imagenet.open_streamed(config | dict(num_workers=2))
+  iterator = workers.train_iterator(0, 4, 0, 1)
+  assert_same_batches(take(iterator, 3), in_process[:3])
+  state = json.loads(json.dumps(iterator.get_state()))
+  resumed = workers.train_iterator(0, 4, 0, 1)
+  resumed.set_state(state)
+  assert_same_batches(take(resumed, 2), in_process[3:])
+
+
+def test_mean_is_cached_outside_the_data_and_reused(folder, monkeypatch, tree):
+  data = imagenet.open_streamed(folder)
+  assert [entry.name[:5] for entry in os.scandir(folder['cache_dir'])] == ['mean-']
+  # The mean of the center views of the 12 train images.
+  views = [imagenet_stats._center_view(data.sources.train, 8, 10, False, i)['image']
+           for i in range(12)]
+  np.testing.assert_allclose(data.mean, np.mean(views, 0), rtol=1e-5)
+
+  def fail(*args):
+    raise AssertionError('the mean should come from the cache')
+
+  monkeypatch.setattr(imagenet_stats, '_center_view', fail)
+  np.testing.assert_array_equal(imagenet.open_streamed(folder).mean, data.mean)
+  with pytest.raises(DataError, match='is in the data directory'):
+    imagenet.open_streamed(folder | dict(cache_dir=str(tree / 'cache')))
+
+
+def test_mean_over_a_sample(folder):
+  full = imagenet.open_streamed(folder).mean
+  sampled = imagenet.open_streamed(folder | dict(mean_sample_size=3)).mean
+  assert sampled.shape == full.shape and not np.allclose(sampled, full)
+
+
+def test_per_channel_normalization_divides_by_the_std(folder):
+  data = imagenet.open_streamed(folder | dict(normalization='per_channel'))
+  assert data.mean.shape == (1, 1, 3) and data.std.shape == (3,)
+  assert not os.path.exists(folder['cache_dir']), 'no mean image to compute'
+  images = np.full((1, 2, 2, 3), 128, np.uint8)
+  np.testing.assert_allclose(imagenet.normalize_on_device(images, None, data.mean, data.std)[0, 0, 0],
+                             (128 - imagenet.MEAN_RGB) / imagenet.STDDEV_RGB, rtol=1e-6)
+
+
+def test_normalize_on_device():
+  images = np.full((2, 4, 6, 3), 100, np.uint8)
+  shift = np.array([[1, 2, 3], [0, 0, 0]], np.float32)
+  mean = np.full((8, 8, 3), 50, np.float32)
+  out = imagenet.normalize_on_device(jnp.asarray(images), jnp.asarray(shift), mean,
+                                     np.full(3, 2, np.float32))
+  assert out.dtype == jnp.float32 and out.shape == (2, 4, 6, 3)
+  np.testing.assert_allclose(out[0, 0, 0], [25.5, 26, 26.5], rtol=1e-5)
+  np.testing.assert_allclose(out[1], 25, rtol=1e-5)
+  # A multi-scale view gets the per-pixel mean resized to its size.
+  ramp = np.broadcast_to(np.linspace(0, 70, 8, dtype=np.float32)[None, :, None], (8, 8, 3))
+  views = imagenet.normalize_on_device(jnp.asarray(images[:, None]), None, ramp,
+                                       np.ones(3, np.float32))
+  assert views.shape == (2, 1, 4, 6, 3)
+  assert np.all(np.diff(np.asarray(views[0, 0, 0, :, 0])) < 0), 'the ramp, resized to 6 wide'
+  np.testing.assert_allclose(views.mean(), 100 - 35, atol=1)
+
+
+def test_the_data_directory_is_never_written(tmp_path):
+  root = make_tree(tmp_path / 'data', {'train': 2, 'val': 2})
+
+  def listing():
+    return sorted((str(path), path.stat().st_mtime_ns, path.stat().st_size)
+                  for path in root.rglob('*'))
+
+  before = listing()
+  for path in [root, *root.rglob('*')]:
+    path.chmod(0o555 if path.is_dir() else 0o444)
+  try:
+    data = imagenet.open_streamed(dict(SMALL, source='folder', path=str(root),
+                                       cache_dir=str(tmp_path / 'cache')))
+    take(data.train_iterator(0, 3, 0, 1), 3)
+    for mode in ('center', '10crop', 'multiscale'):
+      list(data.eval_iterator(mode, 3, 0, 1))
+  finally:
+    for path in [root, *root.rglob('*')]:
+      path.chmod(0o755 if path.is_dir() else 0o644)
+  assert listing() == before
+
+
+def test_unreadable_file_is_named_or_stood_in_for(tmp_path):
+  root = make_tree(tmp_path / 'data', {'train': 2, 'val': 1})
+  broken = root / 'train' / 'n02' / 'n02_1.JPEG'
+  broken.write_bytes(b'not an image')
+  config = dict(SMALL, source='folder', path=str(root), cache_dir=str(tmp_path / 'cache'),
+                normalization='per_channel')
+  data = imagenet.open_streamed(config)
+  with pytest.raises(DataError, match='n02_1.JPEG is not a readable image.*skip_unreadable'):
+    take(data.train_iterator(0, 6, 0, 1), 2)
+  skipping = imagenet.open_streamed(config | dict(skip_unreadable=True))
+  batches = take(skipping.train_iterator(0, 6, 0, 1), 4)
+  # A batch is an epoch of the 6 images: the broken one is stood in for once in each.
+  assert [int(batch['unreadable'].sum()) for batch in batches] == [1, 1, 1, 1]
+  assert_same_batches(batches, take(skipping.train_iterator(0, 6, 0, 1), 4))
+  with pytest.raises(DataError, match='n02_1.JPEG is not a readable image'):
+    imagenet.open_streamed(config | dict(normalization='per_pixel'))
+
+
+@pytest.mark.parametrize('layout, message', [
+    ({'train': 1}, r'has no val/ folder; data.path must be an ILSVRC folder holding train/'),
+    ({'train': 0, 'val': 1}, 'holds no images'),
+])
+def test_wrong_folder_layout_says_what_is_expected(tmp_path, layout, message):
+  root = make_tree(tmp_path / 'data', layout)
+  with pytest.raises(DataError, match=message):
+    imagenet.open_streamed(dict(SMALL, source='folder', path=str(root),
+                                cache_dir=str(tmp_path / 'cache')))
+
+
+def test_missing_path_and_loose_files_are_explained(tmp_path):
+  with pytest.raises(DataError, match="data.source='folder' needs data.path"):
+    imagenet.open_streamed(dict(source='folder'))
+  root = make_tree(tmp_path / 'data', {'train': 1, 'val': 1})
+  (root / 'val' / 'loose.JPEG').write_bytes(b'')
+  with pytest.raises(DataError, match='loose.JPEG sits directly in .*put each image in its '
+                                      'class folder'):
+    imagenet.open_streamed(dict(source='folder', path=str(root),
+                                cache_dir=str(tmp_path / 'cache')))
+
+
+def test_unprepared_tfds_says_how_to_prepare_it(tmp_path):
+  pytest.importorskip('tensorflow_datasets')
+  with pytest.raises(DataError, match='manual download.*ILSVRC2012_img_train.tar.*'
+                                      'file_format=array_record'):
+    imagenet.open_streamed(dict(source='tfds', data_dir=str(tmp_path)))
+
+
+def test_tfds_source_under_mock_data(tmp_path):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  with tfds.testing.mock_data(num_examples=6):
+    data = imagenet.open_streamed(dict(SMALL, source='tfds', cache_dir=str(tmp_path)))
+    assert (data.num_train, data.num_eval, data.num_classes) == (6, 6, 1000)
+    batch = next(data.train_iterator(0, 4, 1, 2))
+    assert batch['images'].shape == (2, 8, 8, 3) and 0 <= batch['labels'].min()
+    batches = list(data.eval_iterator('center', 4, 0, 1))
+    assert [int(batch['mask'].sum()) for batch in batches] == [4, 2]
+
+
+def test_ten_crops_are_the_corners_center_and_flips():
+  image = smooth_image(14, 10, seed=0)
+  crops = ten_crops(image, 8)
+  expected = [image[:8, :8], image[:8, 6:], image[2:, :8], image[2:, 6:], image[1:9, 3:11]]
+  np.testing.assert_array_equal(crops[:5], expected)
+  np.testing.assert_array_equal(crops[5:], [crop[:, ::-1] for crop in expected])
+
+
+def test_center_view_is_the_ten_crop_center_of_the_resized_image(folder):
+  data = imagenet.open_streamed(folder)
+  center = np.concatenate([b['images'] for b in data.eval_iterator('center', 3, 0, 1)])
+  ten = np.concatenate([b['images'] for b in data.eval_iterator('10crop', 3, 0, 1)])
+  assert center.shape == (9, 1, 8, 8, 3) and ten.shape == (9, 10, 8, 8, 3)
+  np.testing.assert_array_equal(center[:, 0], ten[:, 4])
+  # The views of a 40x30 image resized to shorter side 10 (13x10).
+  name, image, _ = data.sources.validation[1]
+  with opened(image, name) as handle:
+    resized = np.asarray(decoded(handle, name, (13, 10)).resize((13, 10), Image.BILINEAR))
+  np.testing.assert_array_equal(ten[1], ten_crops(resized, 8))
+
+
+@pytest.mark.parametrize('mode', ['center', 'multiscale'])
 @pytest.mark.parametrize('process_count', [1, 3])
-def test_synthetic_eval_pads_and_never_drops_an_image(process_count):
-  per_host = [list(imagenet_eval_iterator(synthetic(num_eval=10), 2 * process_count, host,
-                                          process_count))
-              for host in range(process_count)]
-  expected_batches = eval_batches_per_host(10, 2, process_count)
-  assert [len(batches) for batches in per_host] == [expected_batches] * process_count
-  kept_labels, kept_images = [], []
-  for batches in per_host:
+def test_eval_counts_every_image_once_over_hosts(folder, mode, process_count):
+  data = imagenet.open_streamed(folder)
+  hosts = [list(data.eval_iterator(mode, 3 * process_count, host, process_count))
+           for host in range(process_count)]
+  shapes = [[batch['images'].shape for batch in batches] for batches in hosts]
+  assert all(host_shapes == shapes[0] for host_shapes in shapes), 'hosts must agree'
+  seen = {}
+  for batches in hosts:
     for batch in batches:
-      assert set(batch) == {'images', 'labels', 'mask'} and batch['mask'].dtype == bool
-      assert batch['images'].shape == (2, 16, 16, 3) and batch['labels'].dtype == np.int32
-      kept_labels.extend(batch['labels'][batch['mask']])
-      kept_images.extend(batch['images'][batch['mask']])
-      assert not batch['images'][~batch['mask']].any(), 'padding should be zeros'
-  assert len(kept_labels) == 10
-  one_host = [batch for batch in imagenet_eval_iterator(synthetic(num_eval=10), 2, 0, 1)]
-  np.testing.assert_array_equal(kept_labels, np.concatenate([b['labels'] for b in one_host]))
-  np.testing.assert_array_equal(kept_images, np.concatenate([b['images'] for b in one_host]))
+      assert batch['images'].shape[:2] == (3, 1)
+      for index, label, shape_kept in zip(batch['index'][batch['mask']],
+                                          batch['labels'][batch['mask']],
+                                          [batch['images'].shape[2:4]] * 3):
+        seen.setdefault(int(index), []).append(min(shape_kept))
+        assert label == index // 3
+  scales = (8, 12) if mode == 'multiscale' else (8,)
+  assert sorted(seen) == list(range(9))
+  assert all(sorted(sides) == list(scales) for sides in seen.values())
 
 
-def test_eval_batches_per_host_covers_the_largest_host_share():
-  assert eval_batches_per_host(50_000, 128, 1) == 391
-  assert eval_batches_per_host(50_000, 128, 8) == 49  # 6250 a host: 48 full batches and one.
-  assert eval_batches_per_host(10, 4, 3) == 1  # Shares of 3, 3 and 4.
-  assert eval_batches_per_host(13, 4, 3) == 2  # A share of 5.
+def test_multiscale_views_are_whole_images_in_aspect_buckets(folder):
+  data = imagenet.open_streamed(folder)
+  shapes = {batch['images'].shape[2:4] for batch in data.eval_iterator('multiscale', 3, 0, 1)}
+  # 16x12, 40x30 (4:3) and 30x40 (3:4), and 20x20 at shorter sides 8 and 12.
+  assert shapes == {(8, 11), (11, 8), (8, 8), (8, 12), (12, 16), (16, 12), (12, 12), (12, 18)}
 
 
-def test_global_batch_must_split_evenly_over_hosts():
-  assert per_host_batch_size(1024, 0, 8) == 128
+def test_global_batch_must_split_evenly_over_hosts(tmp_path):
+  assert imagenet.per_host_batch_size(1024, 0, 8) == 128
+  data = imagenet.open_streamed(synthetic(tmp_path))
   with pytest.raises(DataError, match='batch size 10 does not split evenly over 4 hosts; use a '
                                       'multiple of 4'):
-    imagenet_train_iterator(synthetic(), 10, 0, 4, seed=0)
+    data.train_iterator(0, 10, 0, 4)
   with pytest.raises(DataError, match=r'process_index must be in \[0, 2\), got 2'):
-    imagenet_eval_iterator(synthetic(), 8, 2, 2)
+    data.eval_iterator('center', 8, 2, 2)
+  with pytest.raises(DataError, match="Unknown eval mode 'ten'"):
+    data.eval_iterator('ten', 8, 0, 1)
 
 
 @pytest.mark.parametrize('overrides, message', [
-    (dict(source='archive'), r"streams data.source \['tfds', 'synthetic'\], got 'archive'"),
-    (dict(train_resize_range=(12, 24)), r'crop_size 16 <= low <= high, got \(12, 24\)'),
-    (dict(eval_resize_size=8), 'eval_resize_size 8 is smaller than the crop_size 16'),
+    (dict(source='archive'), r"reads data.source \['tfds', 'folder', 'synthetic'\], got 'arch"),
+    (dict(train_resize_range=(6, 24)), r'crop_size 8 <= low <= high, got \(6, 24\)'),
+    (dict(eval_resize_size=4), 'eval_resize_size 4 is smaller than the crop_size 8'),
+    (dict(normalization='per_image'), "normalization must be one of"),
+    (dict(color_augmentation=-1), 'color_augmentation must be a PCA lighting std >= 0'),
+    (dict(num_workers=-2), 'num_workers must be a positive integer'),
     (dict(crop=224), "'crop' \\(did you mean 'crop_size'"),
 ])
-def test_bad_config(overrides, message):
+def test_bad_config(tmp_path, overrides, message):
   with pytest.raises(DataError, match=message):
-    imagenet_train_iterator({**synthetic(), **overrides}, 4, 0, 1, seed=0)
-
-
-# The tf.data preprocessing, on a smooth 60x120 image whose shorter side becomes 36.
-
-
-@pytest.fixture
-def smooth_image():
-  tf = pytest.importorskip('tensorflow')
-  rows, columns = np.mgrid[0:60, 0:120]
-  image = np.stack([rows * 2, columns * 2, rows + columns], axis=-1).astype(np.uint8)
-  config = imagenet.default_imagenet_data_config()
-  config.update(SMALL | dict(train_resize_range=(36, 36), eval_resize_size=36))
-  example = {'image': tf.io.encode_png(image), 'label': tf.constant(3, tf.int64)}
-  resized = tf.image.resize(image, [36, 72], antialias=True).numpy()
-  return tf, config, example, resized
-
-
-def unnormalized(images) -> np.ndarray:
-  return images.numpy() * imagenet.STDDEV_RGB + imagenet.MEAN_RGB
-
-
-def test_eval_takes_the_center_crop_of_the_image_resized_to_eval_resize_size(smooth_image):
-  tf, config, example, resized = smooth_image
-  result = imagenet._eval_example(tf, config, example)
-  assert result['labels'].numpy() == 3 and result['mask'].numpy()
-  np.testing.assert_allclose(unnormalized(result['images']), resized[10:26, 28:44], atol=2)
-
-
-def test_train_takes_a_random_crop_of_the_image_resized_to_the_sampled_scale(smooth_image):
-  tf, config, example, resized = smooth_image
-  crops = [resized[top:top + 16, left:left + 16] for top in range(21) for left in range(57)]
-  crops += [crop[:, ::-1] for crop in crops]
-  matches = set()
-  for seed in range(8):
-    image = unnormalized(imagenet._train_example(tf, config, example, tf.constant([seed, 0]))[
-        'images'])
-    errors = [np.abs(image - crop).max() for crop in crops]
-    assert min(errors) < 2, 'the train image should be a (flipped) crop of the resized image'
-    matches.add(int(np.argmin(errors)))
-  assert len(matches) > 4, 'crops should vary with the seed'
-  assert {match < len(crops) // 2 for match in matches} == {True, False}, 'and so should flips'
-
-
-# The tf.data path, under tfds.testing.mock_data.
-
-
-@pytest.fixture
-def mock_imagenet(monkeypatch):
-  """imagenet2012 mocked with 10 examples of random small images (and random labels)."""
-  tfds = pytest.importorskip('tensorflow_datasets')
-  # mock_data leaves the split sizes unknown; the real ones come from the prepared data.
-  monkeypatch.setattr(imagenet, '_num_examples', lambda builder, split: 10)
-  with tfds.testing.mock_data(num_examples=10):
-    yield dict(SMALL, source='tfds', shuffle_buffer_size=16)
-
-
-def test_tfds_train_batches(mock_imagenet):
-  first = next(imagenet_train_iterator(mock_imagenet, 8, 1, 2, seed=0))
-  assert set(first) == {'images', 'labels'}
-  assert first['images'].shape == (4, 16, 16, 3) and first['images'].dtype == np.float32
-  assert first['labels'].shape == (4,) and first['labels'].dtype == np.int32
-  assert 0 <= first['labels'].min() and first['labels'].max() < 1000
-  assert -3 < first['images'].mean() < 3, 'images should be normalized'
-  again = next(imagenet_train_iterator(mock_imagenet, 8, 1, 2, seed=0))
-  np.testing.assert_array_equal(again['images'], first['images'])
-  other_seed = next(imagenet_train_iterator(mock_imagenet, 8, 1, 2, seed=1))
-  assert not np.array_equal(other_seed['images'], first['images'])
-
-
-def test_tfds_eval_pads_the_last_batch(mock_imagenet):
-  batches = list(imagenet_eval_iterator(mock_imagenet, 4, 0, 1))
-  assert len(batches) == 3
-  assert [int(batch['mask'].sum()) for batch in batches] == [4, 4, 2]
-  assert all(batch['images'].shape == (4, 16, 16, 3) for batch in batches)
-  assert not batches[-1]['images'][2:].any(), 'padding should be zeros'
-  again = list(imagenet_eval_iterator(mock_imagenet, 4, 0, 1))
-  np.testing.assert_array_equal(again[0]['images'], batches[0]['images'])
-
-
-def test_unprepared_imagenet_says_how_to_prepare_it(tmp_path):
-  pytest.importorskip('tensorflow_datasets')
-  with pytest.raises(DataError, match='manual download.*ILSVRC2012_img_train.tar'):
-    next(imagenet_eval_iterator(dict(source='tfds', data_dir=str(tmp_path)), 4, 0, 1))
+    imagenet.open_streamed(synthetic(tmp_path) | overrides)

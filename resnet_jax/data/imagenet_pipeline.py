@@ -1,0 +1,141 @@
+"""grain pipelines of the streamed ImageNet input: the endless, resumable train batches of one
+host and one pass of eval batches, decoded and augmented in worker processes.
+
+Why grain: its MapDataset is random access, so a batch is a pure function of (seed, step)
+that any host can compute for any row. That gives per-host sharding that is bit for bit the
+1-process batch, a fresh permutation each epoch without a shuffle buffer, and an iterator
+state that is two small integers per worker (get_state/set_state) yet restores the stream
+exactly. Worker processes (spawned, so safe beside JAX's threads) pass batches back through
+shared memory. tf.data would need TensorFlow and cannot checkpoint a shuffle buffer cheaply
+or split one global batch's rows over hosts exactly; torch's DataLoader would pull in torch
+and has no iterator state; DALI needs a GPU for its fast path and has no such determinism
+across host counts; a hand-written process pool would redo grain's state and shared memory.
+"""
+import functools
+import logging
+
+import grain
+from absl import flags
+import numpy as np
+
+from resnet_jax.data.errors import DataError
+from resnet_jax.data.imagenet_augment import train_view
+from resnet_jax.data.imagenet_decode import UnreadableImage
+from resnet_jax.data.imagenet_eval import PADDING, eval_view
+from resnet_jax.data.imagenet_sources import Split
+
+# Threads per process: Pillow releases the GIL while it decodes and resizes, so threads
+# overlap file reads and decoding even within one worker process.
+READ_THREADS = 4
+
+_log = logging.getLogger(__name__)
+
+
+class ProcessRows(grain.MapDataset):
+  """This process's rows of each global batch of `parent`: its element i is the parent's
+  element at position (i // b) * global_batch_size + process_index * b + i % b."""
+
+  def __init__(self, parent: grain.MapDataset, global_batch_size: int, process_index: int,
+               process_count: int):
+    super().__init__(parent)
+    self._global_batch_size = global_batch_size
+    self._per_host = global_batch_size // process_count
+    self._offset = process_index * self._per_host
+
+  def __len__(self) -> int:
+    return len(self._parent) // self._global_batch_size * self._per_host
+
+  def __str__(self) -> str:
+    return f'ProcessRows(offset={self._offset}, per_host={self._per_host})'
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    step, row = divmod(index, self._per_host)
+    return self._parent[step * self._global_batch_size + self._offset + row]
+
+
+def train_batches(split: Split, seed: int, global_batch_size: int, process_index: int,
+                  process_count: int, num_workers: int, crop: int,
+                  resize_range: tuple[int, int], lighting_std: float,
+                  skip_unreadable: bool) -> grain.DatasetIterator:
+  """Endless batches of this host's rows of each global batch of augmented train examples.
+
+  Global position g of the stream is example permutation_e[g mod N] of epoch e = g // N
+  (grain's index shuffle, seeded from (seed, epoch)), augmented with a Generator keyed by
+  (seed, g): the same example and augmentation whichever host computes it.
+  """
+  shuffle_seed, augment_seed = np.random.SeedSequence([seed, len(split)]).generate_state(2)
+  examples = (grain.MapDataset.range(len(split)).shuffle(seed=int(shuffle_seed)).repeat()
+              .random_map(functools.partial(_train_example, split, crop, resize_range,
+                                            lighting_std, skip_unreadable),
+                          seed=int(augment_seed)))
+  rows = ProcessRows(examples, global_batch_size, process_index, process_count)
+  return batched(rows, global_batch_size // process_count, num_workers)
+
+
+def eval_batches(split: Split, rows: np.ndarray, per_host_batch: int, num_workers: int,
+                 mode: str, resize_size: int, skip_unreadable: bool) -> grain.DatasetIterator:
+  """One pass of eval batches of `rows` (imagenet_eval.eval_rows), in order."""
+  examples = grain.MapDataset.source(rows).map(
+      functools.partial(_eval_example, split, mode, resize_size, skip_unreadable))
+  return batched(examples, per_host_batch, num_workers)
+
+
+def batched(examples: grain.MapDataset, batch_size: int,
+            num_workers: int) -> grain.DatasetIterator:
+  """An iterator of `examples` stacked into batches, computed by `num_workers` processes
+  (0: this one) with READ_THREADS threads each."""
+  if num_workers and not flags.FLAGS.is_parsed():
+    # grain reads its absl flags when it starts workers, and fails unless they were parsed
+    # (absl.app does that; a notebook or pytest does not): take their defaults.
+    flags.FLAGS.mark_as_parsed()
+  batches = examples.batch(batch_size).to_iter_dataset(
+      grain.ReadOptions(num_threads=READ_THREADS, prefetch_buffer_size=READ_THREADS))
+  return iter(batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers)))
+
+
+def readable(split: Split, index: int, skip_unreadable: bool, read):
+  """(read(name, image), label, stand_in): `read` of example `index`, or, if it is unreadable
+  and skip_unreadable, of the next readable example in index order (stand_in True)."""
+  for attempt in range(len(split)):
+    name, image, label = split[(index + attempt) % len(split)]
+    try:
+      return read(name, image), label, attempt > 0
+    except UnreadableImage as error:
+      if not skip_unreadable:
+        raise
+      _log.warning('Skipping an unreadable image (data.skip_unreadable): %s', error)
+  raise DataError(f'None of the {len(split)} images of the split is readable.')
+
+
+def _train_example(split: Split, crop: int, resize_range: tuple[int, int],
+                   lighting_std: float, skip_unreadable: bool, index: int,
+                   rng: np.random.Generator) -> dict[str, np.ndarray]:
+  (image, shift), label, stand_in = readable(
+      split, index, skip_unreadable,
+      lambda name, image: train_view(image, name, rng, crop, resize_range, lighting_std))
+  return {'images': np.ascontiguousarray(image), 'labels': np.int32(label),
+          'color_shift': shift.astype(np.float32), 'unreadable': np.int32(stand_in)}
+
+
+def _eval_example(split: Split, mode: str, resize_size: int, skip_unreadable: bool,
+                  row: np.ndarray) -> dict[str, np.ndarray]:
+  index, height, width = (int(value) for value in row)
+  views = 10 if mode == '10crop' else 1
+  blank = {'images': np.zeros((views, height, width, 3), np.uint8), 'labels': np.int32(0),
+           'mask': np.False_, 'index': np.int32(PADDING)}
+  if index == PADDING:
+    return blank
+  try:
+    name, image, label = split[index]
+    images = eval_view(mode, image, name, (height, width), resize_size)
+  except UnreadableImage as error:
+    if not skip_unreadable:
+      raise
+    # Not replaced: an eval image is either scored as itself or left out.
+    _log.warning('Leaving an unreadable image out of the evaluation: %s', error)
+    return blank | {'index': np.int32(index)}
+  return {'images': images, 'labels': np.int32(label), 'mask': np.True_,
+          'index': np.int32(index)}
+
