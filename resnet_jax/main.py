@@ -8,7 +8,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from resnet_jax import errors, train
+from resnet_jax import console, errors, train
 
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. experiments/cifar10.py:resnet20.',
                                 lock_config=True)
@@ -21,11 +21,6 @@ flags.DEFINE_integer('num_processes', None, 'Number of processes (with --coordin
 flags.DEFINE_integer('process_id', None, 'This process (with --coordinator_address).')
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
-
-
-def _quiet_orbax(record: logging.LogRecord) -> bool:
-  """Orbax logs every save step at INFO; keep its warnings and errors only."""
-  return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -67,16 +62,20 @@ def _unknown_config_key(message: str, argv: list[str]) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.getLogger('absl').addFilter(_quiet_orbax)
+  console.quiet_libraries()
   if FLAGS.distributed or FLAGS.coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS'):
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
-               jax.devices())
+  if jax.process_count() > 1:
+    logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
+                 jax.devices())
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except errors.RunError as stopped:
     logging.error('%s', stopped)
     sys.exit(stopped.exit_code)
+  except KeyboardInterrupt:  # Once training runs, Ctrl-C saves first (preemption.py).
+    logging.error('Interrupted (Ctrl-C) before training started or without saving.')
+    sys.exit(130)
 
 
 if __name__ == '__main__':

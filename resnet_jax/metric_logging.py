@@ -14,13 +14,16 @@ CONFIG_FILE = 'config.json'
 
 
 def _tensorboard_writer(workdir: epath.Path):
-  """clu's TensorBoard writer, or None on hosts without TensorFlow."""
+  """clu's TensorBoard writer, or None on hosts without TensorFlow.
+
+  The summary writer alone: clu's default writer would also log every record to the console.
+  """
   try:
     from clu import metric_writers  # Imports TensorFlow.
   except ImportError:
     logging.info('TensorFlow is not installed: metrics go to %s only.', METRICS_FILE)
     return None
-  return metric_writers.create_default_writer(str(workdir), asynchronous=False)
+  return metric_writers.SummaryWriter(str(workdir))
 
 
 class MetricLogger:
@@ -55,13 +58,6 @@ class MetricLogger:
       prefix = f'{split}/' if seed is None else f'seed{seed}/{split}/'
       self.writer.write_scalars(step, {prefix + name: v for name, v in scalars.items()})
       self.writer.flush()
-
-  def progress_hooks(self, total_steps: int) -> list:
-    """clu's ReportProgress (steps/s and ETA to the log and TensorBoard) where TF exists."""
-    if self.writer is None:
-      return []
-    from clu import periodic_actions  # Imports TensorFlow, as the writer did.
-    return [periodic_actions.ReportProgress(num_train_steps=total_steps, writer=self.writer)]
 
   def close(self) -> None:
     if self.writer is not None:

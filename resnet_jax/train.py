@@ -7,19 +7,18 @@ replica follows exactly the data order, augmentation and init of its own seed.
 import dataclasses
 import functools
 import logging
-import time
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from clu import parameter_overview
 from etils import epath
 from flax import linen as nn
 from jax import lax
 
-from resnet_jax import checkpoints, config_checks, data, device_data, models, optim, sharding
+from resnet_jax import (checkpoints, config_checks, console, data, device_data, models, optim,
+                        sharding)
 from resnet_jax.data import augment
 from resnet_jax.errors import ConfigError, Preempted
 from resnet_jax.metric_logging import MetricLogger
@@ -168,8 +167,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   start_step = int(jnp.max(state.step))
   logger = MetricLogger(workdir, resume_step=start_step)
   logger.write_config(config.to_json_best_effort(indent=2))
-  if jax.process_index() == 0 and start_step == 0:
-    parameter_overview.log_parameter_overview(state.params)
+  logging.info('%s', console.describe_run(config, state.params, workdir))
+  if start_step >= config.num_train_steps:
+    logging.info('%s', console.finished_message(workdir, start_step))
   try:
     return _train_loop(setup, ckpt, logger, state, train_metrics, start_step)
   finally:
@@ -182,8 +182,7 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
   config = setup.config
   train_fn, eval_fn = make_train_fn(setup), make_eval_fn(setup)
   schedule = optim.learning_rate_schedule(config.optimizer, config.batch_size)
-  progress = _Progress(step, config.num_train_steps)
-  progress_hooks = logger.progress_hooks(config.num_train_steps)
+  progress = console.Progress(step, config.num_train_steps)
   preemption = PreemptionWatcher()
   guard = NonFiniteGuard(config.on_nonfinite, ckpt, schedule, config.steps_per_dispatch)
   results = {}
@@ -192,8 +191,7 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
     state, train_metrics, nonfinite_steps = train_fn(state, train_metrics, setup.dataset, reset)
     step += config.steps_per_dispatch
     guard.after_dispatch(step, nonfinite_steps)
-    for hook in progress_hooks:
-      hook(step)
+    progress.tick(step)
     last = step == config.num_train_steps
     reset = step % config.log_every_steps == 0 or last
     if reset:
@@ -253,19 +251,3 @@ def _warn_about_skipped_steps(results, step: int) -> None:
   if skipped:
     logging.warning('Skipped %d steps with a NaN/Inf loss or gradient before step %d.',
                     skipped, step)
-
-
-class _Progress:
-  """Steps/s since the last report and the ETA of the remaining steps."""
-
-  def __init__(self, step: int, total_steps: int):
-    self.step, self.time, self.total_steps = step, time.perf_counter(), total_steps
-
-  def report(self, step: int) -> dict:
-    now = time.perf_counter()
-    steps_per_sec = (step - self.step) / max(now - self.time, 1e-9)
-    eta = (self.total_steps - step) / max(steps_per_sec, 1e-9)
-    self.step, self.time = step, now
-    logging.info('step %d/%d: %.2f steps/s, ETA %s', step, self.total_steps, steps_per_sec,
-                 time.strftime('%H:%M:%S', time.gmtime(eta)))
-    return {'steps_per_sec': steps_per_sec, 'eta_seconds': eta}

@@ -1,0 +1,157 @@
+"""What a run prints: the config in one line, the net's size, steps/s and ETA, and the libraries'
+chatter kept out of the console (the parameter table goes to a file in the workdir)."""
+import importlib.util
+import json
+import logging
+import os
+import sys
+import time
+
+import jax
+import ml_collections
+from clu import parameter_overview
+from etils import epath
+
+from resnet_jax.metric_logging import METRICS_FILE
+
+PARAMETERS_FILE = 'parameters.txt'
+# A console line this soon after the first step, so that steps/s and the ETA show within
+# seconds rather than at the first log step (minutes away on a CPU).
+EARLY_REPORT_S = 10.0
+# Log lines a run's console does without: orbax reports every save at INFO, and warns that a
+# checkpoint opened for reading is read only; TFDS warns about each empty version folder it
+# looks in; JAX says at INFO which backends it could not load (libtpu on a CPU).
+_QUIET_WARNINGS = ('Given directory is read only', 'has no dataset_info.json')
+
+
+def quiet_libraries() -> None:
+  """Keeps the libraries' INFO chatter and known harmless warnings off the console."""
+  logging.getLogger('absl').addFilter(_worth_showing)
+  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
+  _import_tensorflow_quietly()
+
+
+def _import_tensorflow_quietly() -> None:
+  """Imports TensorFlow, where installed, with the process's stderr closed: its import prints
+  a oneDNN notice twice from C++, which TF_CPP_MIN_LOG_LEVEL no longer silences (TF 2.21).
+  The metrics' TensorBoard writer imports it anyway."""
+  if importlib.util.find_spec('tensorflow') is None:
+    return
+  sys.stderr.flush()
+  saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    import tensorflow  # pylint: disable=import-outside-toplevel,unused-import
+  except ImportError:
+    pass  # The sources and writers that need it say so.
+  finally:
+    os.dup2(saved_stderr, 2)
+    os.close(saved_stderr)
+    os.close(devnull)
+
+
+def _worth_showing(record: logging.LogRecord) -> bool:
+  if record.levelno >= logging.ERROR:
+    return True
+  if '/orbax/' in record.pathname and record.levelno < logging.WARNING:
+    return False
+  return not any(text in record.getMessage() for text in _QUIET_WARNINGS)
+
+
+def describe_run(config: ml_collections.ConfigDict, params, workdir: epath.Path) -> str:
+  """One line for the config, one for the net's size and where the run's files go; writes
+  the full parameter table to WORKDIR/parameters.txt (process 0)."""
+  optimizer = config.optimizer
+  boundaries = ', '.join(f'{b:,}' for b in optimizer.lr_boundaries)
+  seeds = (f'seed {config.seed}' if config.num_replicas == 1 else
+           f'seeds {config.seed}-{config.seed + config.num_replicas - 1}')
+  devices = jax.devices()
+  warmup = (f', {optimizer.warmup_learning_rate} for the first {optimizer.warmup_steps} steps'
+            if optimizer.warmup_steps else '')
+  config_line = (
+      f'{config.model} (shortcut {config.shortcut}, {config.dtype}) on {config.data.name}, '
+      f'batch {config.batch_size}, {config.num_train_steps:,} steps, lr {optimizer.learning_rate} '
+      f'(x{optimizer.lr_decay:g} at {boundaries}{warmup}), weight decay '
+      f'{optimizer.weight_decay:g}, {seeds}, {len(devices)} {devices[0].platform.upper()} '
+      f'device(s)')
+  # With several replicas, every parameter has a leading replica axis.
+  num_parameters = parameter_overview.count_parameters(params) // config.num_replicas
+  table = workdir / PARAMETERS_FILE
+  if jax.process_index() == 0:
+    table.write_text(parameter_overview.get_parameter_overview(params, include_stats=False))
+  size_line = (f'{num_parameters / 1e6:.2f}M parameters (table: {table}); checkpoints every '
+               f'{config.checkpoint_every_steps:,} steps to {workdir / "checkpoints"}, metrics '
+               f'to {workdir / METRICS_FILE}')
+  return f'{config_line}\n{size_line}'
+
+
+def finished_message(workdir: epath.Path, step: int) -> str:
+  """What a finished run started again says: that it is done, its last errors, its files."""
+  errors = _last_errors(workdir / METRICS_FILE)
+  summary = ', '.join(f'{split} error {100 * error:.2f}%' for split, error in errors.items())
+  return (f'This run finished at step {step:,}{": " + summary if summary else ""}. Its metrics '
+          f'are in {workdir / METRICS_FILE}, its checkpoints in {workdir / "checkpoints"}. '
+          f'Nothing to train: raise --config.num_train_steps to train on, or pick a new '
+          f'--workdir for a new run.')
+
+
+def _last_errors(metrics_file: epath.Path) -> dict[str, float]:
+  if not metrics_file.exists():
+    return {}
+  last = {}
+  for line in metrics_file.read_text().splitlines():
+    record = json.loads(line)
+    if 'error' in record:
+      last[record['split']] = record['error']
+  return last
+
+
+def duration(seconds: float) -> str:
+  """E.g. '14h46m', '3m05s', '42s': the one format of every ETA."""
+  seconds = round(seconds)
+  hours, minutes = divmod(seconds // 60, 60)
+  if hours:
+    return f'{hours}h{minutes:02d}m'
+  return f'{minutes}m{seconds % 60:02d}s' if minutes else f'{seconds}s'
+
+
+class Progress:
+  """Steps/s and the ETA: on the console after the first step (its time includes the
+  compilation), once more EARLY_REPORT_S later, then at each log step, whose values also
+  go to the metrics."""
+
+  def __init__(self, step: int, total_steps: int):
+    self.total_steps = total_steps
+    self.start = self.time = time.perf_counter()
+    self.step = step
+    self._first_step_done = False
+    self._early_report_due = True
+
+  def tick(self, step: int) -> None:
+    """Call after every dispatch."""
+    now = time.perf_counter()
+    if not self._first_step_done:
+      self._first_step_done = True
+      logging.info('step %d/%d: first step done in %s (compilation included); steps/s and '
+                   'ETA follow.', step, self.total_steps, duration(now - self.start))
+      self.step, self.time = step, now  # Rates leave the compilation out.
+    elif self._early_report_due and now - self.time >= EARLY_REPORT_S:
+      self._early_report_due = False
+      self._log(step, *self._rate(step, now))
+
+  def report(self, step: int) -> dict:
+    """Logs and returns steps/s since the last report and the ETA (at log steps)."""
+    now = time.perf_counter()
+    steps_per_sec, eta = self._rate(step, now)
+    self.step, self.time = step, now
+    self._early_report_due = False
+    self._log(step, steps_per_sec, eta)
+    return {'steps_per_sec': steps_per_sec, 'eta_seconds': eta}
+
+  def _rate(self, step: int, now: float) -> tuple[float, float]:
+    steps_per_sec = (step - self.step) / max(now - self.time, 1e-9)
+    return steps_per_sec, (self.total_steps - step) / max(steps_per_sec, 1e-9)
+
+  def _log(self, step: int, steps_per_sec: float, eta: float) -> None:
+    logging.info('step %d/%d: %.2f steps/s, ETA %s', step, self.total_steps, steps_per_sec,
+                 duration(eta))
