@@ -1,15 +1,22 @@
 """What a new user meets first: the shipped configs, Ctrl-C, the launchers' copies of the
 package, the console of a run and a finished run started again."""
+import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 
 import cifar10
+import jax
+import jax.numpy as jnp
 import pytest
+from etils import epath
 
 from conftest import CIFAR_ARCHIVE as CHECKOUT_ARCHIVE, REPO
+from resnet_jax import console, models
 from resnet_jax.preemption import PreemptionWatcher
 
 
@@ -48,3 +55,49 @@ def test_smoke_variants_divide_over_eight_devices():
 def test_the_shipped_archive_path_resolves_against_the_checkout():
   assert cifar10.get_config('resnet20').data.path == str(CHECKOUT_ARCHIVE)
   assert cifar10.get_config('smoke,jpeg').data.source == 'archive'
+
+
+def test_console_shows_the_config_and_size_and_files_the_parameter_table(tmp_path):
+  config = cifar10.get_config('resnet20')
+  model = models.create('resnet20')
+  params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
+  config_line, size_line = console.describe_run(config, params, epath.Path(tmp_path)).split('\n')
+  assert config_line.startswith('resnet20 (shortcut A, float32) on cifar10, batch 128, 64,000 '
+                                'steps, lr 0.1 (x0.1 at 32,000, 48,000)')
+  assert size_line.startswith(f'0.27M parameters (table: {tmp_path / "parameters.txt"})')
+  assert 'stage3_block2/Conv_1/kernel' in (tmp_path / 'parameters.txt').read_text()
+
+
+def test_a_finished_run_says_where_its_results_are(tmp_path):
+  records = [{'step': 30, 'split': 'train', 'error': 0.5},
+             {'step': 30, 'split': 'test', 'error': 0.25}]
+  (tmp_path / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in records))
+  message = console.finished_message(epath.Path(tmp_path), 30)
+  assert message.startswith('This run finished at step 30: train error 50.00%, test error 25.00%.')
+  assert str(tmp_path / 'metrics.jsonl') in message and '--config.num_train_steps' in message
+
+
+def test_progress_has_one_eta_format_and_reports_from_the_first_step(caplog):
+  assert [console.duration(s) for s in (42, 185, 53_160)] == ['42s', '3m05s', '14h46m']
+  progress = console.Progress(0, 64_000)
+  with caplog.at_level(logging.INFO):
+    progress.tick(1)
+    reported = progress.report(100)
+  first, at_100 = [record.getMessage() for record in caplog.records]
+  assert first.startswith('step 1/64000: first step done in ')
+  assert re.fullmatch(r'step 100/64000: [\d.]+ steps/s, ETA (\d+h\d\dm|\d+m\d\ds|\d+s)', at_100)
+  assert reported['eta_seconds'] == pytest.approx(63_900 / reported['steps_per_sec'])
+
+
+@pytest.mark.parametrize('path, level, message, shown', [
+    ('/site-packages/orbax/checkpoint/x.py', logging.INFO, 'Saving step 30', False),
+    ('/site-packages/orbax/checkpoint/x.py', logging.WARNING, 'Given directory is read only: x',
+     False),
+    ('/site-packages/orbax/checkpoint/x.py', logging.WARNING, 'Disk is full', True),
+    ('/site-packages/tensorflow_datasets/f.py', logging.WARNING,
+     'Variant folder /d/cifar10/3.0.2 has no dataset_info.json', False),
+    ('/work/main/resnet_jax/train.py', logging.INFO, 'step 1/30', True),
+])
+def test_library_chatter_stays_off_the_console(path, level, message, shown):
+  record = logging.LogRecord('absl', level, path, 1, message, None, None)
+  assert console._worth_showing(record) is shown  # pylint: disable=protected-access
