@@ -96,7 +96,7 @@ def write_results(config: ml_collections.ConfigDict, study_dir: epath.Path) -> l
   returns the verdict's sentences."""
   runs = analysis.load_study(study_dir)
   table = analysis.summarize(analysis.final_errors(runs))
-  verdict = [comparison.sentence() for comparison in analysis.compare_depths(table)]
+  verdict = analysis.verdict(table)
   table.to_csv(study_dir / RESULTS_CSV, index=False)
   (study_dir / RESULTS_MD).write_text(analysis.results_markdown(table, verdict))
   analysis.figure6(runs).savefig(study_dir / FIGURE6_PNG, dpi=120)

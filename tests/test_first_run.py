@@ -12,11 +12,12 @@ import textwrap
 import cifar10
 import jax
 import jax.numpy as jnp
+import pandas as pd
 import pytest
 from etils import epath
 
 from conftest import CIFAR_ARCHIVE as CHECKOUT_ARCHIVE, REPO
-from resnet_jax import console, models
+from resnet_jax import analysis, console, models
 from resnet_jax.preemption import PreemptionWatcher
 
 
@@ -101,3 +102,14 @@ def test_progress_has_one_eta_format_and_reports_from_the_first_step(caplog):
 def test_library_chatter_stays_off_the_console(path, level, message, shown):
   record = logging.LogRecord('absl', level, path, 1, message, None, None)
   assert console._worth_showing(record) is shown  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize('steps, warned', [(30, True), (64_000, False)])
+def test_a_verdict_from_too_few_steps_says_so(steps, warned):
+  table = pd.DataFrame({'family': ['plain', 'plain'], 'depth': [8, 14],
+                        'model': ['plain8', 'plain14'], 'step': [steps, steps],
+                        'train_error_mean': [80.0, 85.0]})
+  sentences = analysis.verdict(table)
+  assert sentences[-1].endswith('degradation present')
+  assert sentences[0].startswith('Too few steps to mean anything: the nets trained 30 ') is warned
+  assert len(sentences) == 1 + warned

@@ -4,6 +4,11 @@ import dataclasses
 
 import pandas as pd
 
+# Figure 6 compares the nets over 64k iterations, and their errors still fall steeply before the
+# first lr drop at 32k (Section 4.2): a comparison of nets trained for less says nothing about
+# degradation.
+MIN_STEPS_FOR_A_VERDICT = 32_000
+
 
 @dataclasses.dataclass(frozen=True)
 class DepthComparison:
@@ -48,3 +53,16 @@ def compare_depths(table: pd.DataFrame) -> list[DepthComparison]:
         family, shallow.model, deep.model, float(shallow.train_error_mean),
         float(deep.train_error_mean)))
   return comparisons
+
+
+def verdict(table: pd.DataFrame) -> list[str]:
+  """The sentences of compare_depths for `table` (from summarize), led by a warning when
+  its nets trained too few steps for the comparison to mean anything."""
+  sentences = [comparison.sentence() for comparison in compare_depths(table)]
+  steps = int(table.step.min()) if len(table) else 0
+  if sentences and steps < MIN_STEPS_FOR_A_VERDICT:
+    sentences.insert(0, f'Too few steps to mean anything: the nets trained {steps:,} steps, '
+                        f'the paper 64,000 (Figure 6), and a verdict needs at least '
+                        f'{MIN_STEPS_FOR_A_VERDICT:,}; what follows only shows that the study '
+                        f'runs end to end.')
+  return sentences
