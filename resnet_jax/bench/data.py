@@ -1,13 +1,19 @@
 """Data benchmark: images/s of the folder/archive decoder, cold (decoding and writing the
-cache) with one process and with the default pool, and of loading from the cache.
+cache) with one process and with the default pool, and of loading from the cache; with
+--imagenet, of the streamed ImageNet input instead.
 
   python -m resnet_jax.bench.data [--path ARCHIVE_OR_FOLDER] [--limit N] [--workers 1,2]
+  python -m resnet_jax.bench.data --imagenet [--limit N] [--workers 1,2]
 
 Without --path it reads ../shared/data/cifar10-jpeg.tar.gz beside the repository, or, where
-that is absent, an archive of synthetic JPEGs it generates. Caches go to a temporary folder.
+that is absent, an archive of synthetic JPEGs it generates. With --imagenet it generates an
+ILSVRC folder of photo-like 500x375 JPEGs (quality 90) and times the train augmentation in one
+thread (CPU time: images/s per core) and through grain with each worker count, and the center
+eval view. Caches and generated data go to a temporary folder.
 """
 import argparse
 import dataclasses
+import functools
 import io
 import os
 import platform
@@ -23,7 +29,7 @@ import numpy as np
 import PIL
 from PIL import Image
 
-from resnet_jax.data import augment
+from resnet_jax.data import augment, imagenet, imagenet_pipeline
 from resnet_jax.data.arrays import ArraySplits
 from resnet_jax.data.decode import default_num_workers
 from resnet_jax.data.folder import (archive_files, folder_files, load_image_archive,
@@ -33,6 +39,11 @@ from resnet_jax.data.synthetic import class_colors, synthetic_images
 
 REAL_ARCHIVE = Path(__file__).resolve().parents[2].parent / 'shared/data/cifar10-jpeg.tar.gz'
 GENERATED_IMAGES = 12_000  # Without the real archive or --limit: 10,000 train, 2,000 test.
+IMAGENET_IMAGES = 600  # Generated for --imagenet without --limit: 480 train, 120 val.
+IMAGENET_SIZE = (500, 375)  # (width, height) of a typical ILSVRC photo.
+H100_IMAGES_PER_SECOND = 3000  # ResNet-50 bfloat16 training on one H100, NVIDIA's figure.
+IMAGENET_BATCH = 32
+TIMED_EPOCHS = 3  # Of the generated train images: long enough to outweigh prefetching.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +63,13 @@ def main(argv: list[str] | None = None) -> None:
   args = _parse_flags(argv)
   with tempfile.TemporaryDirectory(prefix='resnet_jax_bench_') as scratch:
     scratch = Path(scratch)
+    if args.imagenet:
+      rows, per_core = measure_imagenet(args.limit or IMAGENET_IMAGES, args.workers, scratch)
+      print(render(rows, f'source: generated ILSVRC folder of {IMAGENET_SIZE[0]}x'
+                         f'{IMAGENET_SIZE[1]} JPEGs (quality 90)'))
+      print(f'\nCores to feed one H100 training ResNet-50 in bfloat16 ({H100_IMAGES_PER_SECOND:,} '
+            f'images/s): {H100_IMAGES_PER_SECOND / per_core:.1f}')
+      return
     source, description = _source(args.path, args.limit, scratch)
     rows, splits = measure_decoder(source, args.workers, scratch)
   rows.append(measure_on_device_batches(splits))
@@ -76,6 +94,46 @@ def measure_decoder(source: Path, worker_counts: list[int],
   splits = load(source, cache_dir)
   rows.append(Row('load from cache', _count(splits), time.perf_counter() - started))
   return rows, splits
+
+
+def measure_imagenet(num_images: int, worker_counts: list[int],
+                     scratch: Path) -> tuple[list[Row], float]:
+  """Rows for the streamed ImageNet input on a generated folder, and the train images/s of
+  one core (the augmentation in this thread, over CPU time)."""
+  root = _generated_ilsvrc_folder(num_images, scratch / 'ilsvrc')
+  config = dict(source='folder', path=str(root), cache_dir=str(scratch / 'cache'),
+                normalization='per_channel', num_workers=0)
+  in_process = imagenet.open_streamed(config)
+  split = in_process.sources.train
+  transform = functools.partial(imagenet_pipeline.train_example, split, 224, (256, 480), 0.1,
+                                False)
+  started = time.process_time()
+  for index in range(len(split)):
+    transform(index, np.random.default_rng(index))
+  one_core = Row('train augmentation, 1 thread (CPU s)', len(split),
+                 time.process_time() - started)
+  rows = [one_core]
+  for workers in sorted({0, *worker_counts}):
+    data = imagenet.open_streamed(config | dict(num_workers=workers))
+    where = (f'{workers} worker process{"es" * (workers > 1)}' if workers else
+             f'in process, {imagenet_pipeline.READ_THREADS} threads')
+    iterator = data.train_iterator(0, IMAGENET_BATCH, 0, 1)
+    next(iterator)  # Starts the workers.
+    rows.append(_time_batches(f'train batches, {where}', iterator, TIMED_EPOCHS * len(split)))
+  rows.append(_time_batches(f'eval center view, in process, {imagenet_pipeline.READ_THREADS} '
+                            f'threads', in_process.eval_iterator('center', IMAGENET_BATCH, 0, 1),
+                            in_process.num_eval))
+  return rows, one_core.images_per_second
+
+
+def _time_batches(step: str, iterator, num_images: int) -> Row:
+  """Times about `num_images` images' worth of batches (padding rows not counted)."""
+  count, started = 0, time.perf_counter()
+  for batch in iterator:
+    count += int(batch['mask'].sum()) if 'mask' in batch else len(batch['labels'])
+    if count >= num_images:
+      break
+  return Row(step, count, time.perf_counter() - started)
 
 
 def measure_on_device_batches(splits: ArraySplits, batch_size: int = 128,
@@ -120,6 +178,8 @@ def _parse_flags(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument('--path', type=Path, default=None,
                       help=f'class-folder tree or .tar/.tar.gz of one (default: {REAL_ARCHIVE} '
                            f'if present, else generated JPEGs)')
+  parser.add_argument('--imagenet', action='store_true',
+                      help='time the streamed ImageNet input on generated 500x375 JPEGs')
   parser.add_argument('--limit', type=int, default=None,
                       help='use about this many images, the same share of every class of both '
                            'splits (at least one of each)')
@@ -185,6 +245,24 @@ def _generated_archive(num_images: int, destination: Path) -> Path:
       Image.fromarray(image).save(encoded, format='JPEG', quality=75)
       named.append((f'{split}/class_{label}/{index:06d}.jpg', encoded.getvalue()))
   return _write_archive(named, destination)
+
+
+def _generated_ilsvrc_folder(num_images: int, root: Path) -> Path:
+  """An ILSVRC folder of about `num_images` photo-like JPEGs (smooth gradients and grain,
+  about 90 KB each like ILSVRC's), 10 classes, a fifth of them in val/."""
+  rng = np.random.default_rng(0)
+  width, height = IMAGENET_SIZE
+  rows, columns = np.mgrid[0:height, 0:width]
+  for index in range(num_images):
+    split = 'val' if index // 10 % 5 == 4 else 'train'
+    folder = root / split / f'n{index % 10:08d}'
+    folder.mkdir(parents=True, exist_ok=True)
+    slopes = rng.uniform(0.1, 0.6, 3)
+    image = np.stack([slopes[0] * columns, slopes[1] * rows, slopes[2] * (rows + columns)], -1)
+    image += rng.normal(0, 20, image.shape)
+    Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(
+        folder / f'{index:06d}.JPEG', format='JPEG', quality=90)
+  return root
 
 
 def _write_archive(named_files: list[tuple[str, bytes]], destination: Path) -> Path:

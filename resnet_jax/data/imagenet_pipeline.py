@@ -67,7 +67,7 @@ def train_batches(split: Split, seed: int, global_batch_size: int, process_index
   """
   shuffle_seed, augment_seed = np.random.SeedSequence([seed, len(split)]).generate_state(2)
   examples = (grain.MapDataset.range(len(split)).shuffle(seed=int(shuffle_seed)).repeat()
-              .random_map(functools.partial(_train_example, split, crop, resize_range,
+              .random_map(functools.partial(train_example, split, crop, resize_range,
                                             lighting_std, skip_unreadable),
                           seed=int(augment_seed)))
   rows = ProcessRows(examples, global_batch_size, process_index, process_count)
@@ -109,9 +109,10 @@ def readable(split: Split, index: int, skip_unreadable: bool, read):
   raise DataError(f'None of the {len(split)} images of the split is readable.')
 
 
-def _train_example(split: Split, crop: int, resize_range: tuple[int, int],
-                   lighting_std: float, skip_unreadable: bool, index: int,
-                   rng: np.random.Generator) -> dict[str, np.ndarray]:
+def train_example(split: Split, crop: int, resize_range: tuple[int, int], lighting_std: float,
+                  skip_unreadable: bool, index: int,
+                  rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """The augmented example `index` of `split`, a row of a train batch."""
   (image, shift), label, stand_in = readable(
       split, index, skip_unreadable,
       lambda name, image: train_view(image, name, rng, crop, resize_range, lighting_std))
