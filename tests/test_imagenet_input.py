@@ -3,6 +3,7 @@ TFDS mock data: batches, the augmentation of Section 3.4, determinism across hos
 resuming, the cached mean, the eval views and the error messages."""
 import io
 import json
+import math
 import os
 
 import jax.numpy as jnp
@@ -13,7 +14,7 @@ from PIL import Image
 from resnet_jax.data import DataError, imagenet, imagenet_stats
 from resnet_jax.data.imagenet_augment import PCA_EIGENVECTORS, random_window, resized_size
 from resnet_jax.data.imagenet_decode import decoded, opened
-from resnet_jax.data.imagenet_eval import ten_crops
+from resnet_jax.data.imagenet_eval import bucket_shape, ten_crops
 
 # Small crops keep the tests fast; the defaults are the paper's 224 / [256, 480] / 256.
 SMALL = dict(crop_size=8, train_resize_range=(10, 16), eval_resize_size=10, eval_scales=(8, 12),
@@ -200,16 +201,20 @@ def test_resumed_iterator_continues_exactly(folder):
   assert_same_batches(take(resumed, 4), uninterrupted[5:])
 
 
-def test_worker_processes_give_the_same_batches_and_resume(tmp_path):
+def test_worker_processes_give_the_same_batches_and_resume_from_any_worker_count(tmp_path):
   config = synthetic(tmp_path)
-  in_process = take(imagenet.open_streamed(config).train_iterator(0, 4, 0, 1), 5)
+  in_process = imagenet.open_streamed(config).train_iterator(0, 4, 0, 1)
+  expected = take(in_process, 5)
   workers = imagenet.open_streamed(config | dict(num_workers=2))
   iterator = workers.train_iterator(0, 4, 0, 1)
-  assert_same_batches(take(iterator, 3), in_process[:3])
-  state = json.loads(json.dumps(iterator.get_state()))
+  assert_same_batches(take(iterator, 3), expected[:3])
+  iterator.close()
+  midway = imagenet.open_streamed(config).train_iterator(0, 4, 0, 1)
+  take(midway, 3)
   resumed = workers.train_iterator(0, 4, 0, 1)
-  resumed.set_state(state)
-  assert_same_batches(take(resumed, 2), in_process[3:])
+  resumed.set_state(json.loads(json.dumps(midway.get_state())))
+  assert_same_batches(take(resumed, 2), expected[3:])
+  resumed.close()
 
 
 def test_mean_is_cached_outside_the_data_and_reused(folder, monkeypatch, tree):
@@ -240,8 +245,9 @@ def test_per_channel_normalization_divides_by_the_std(folder):
   assert data.mean.shape == (1, 1, 3) and data.std.shape == (3,)
   assert not os.path.exists(folder['cache_dir']), 'no mean image to compute'
   images = np.full((1, 2, 2, 3), 128, np.uint8)
-  np.testing.assert_allclose(imagenet.normalize_on_device(images, None, data.mean, data.std)[0, 0, 0],
-                             (128 - imagenet.MEAN_RGB) / imagenet.STDDEV_RGB, rtol=1e-6)
+  normalized = imagenet.normalize_on_device(images, None, data.mean, data.std)
+  np.testing.assert_allclose(normalized[0, 0, 0], (128 - imagenet.MEAN_RGB) / imagenet.STDDEV_RGB,
+                             rtol=1e-6)
 
 
 def test_normalize_on_device():
@@ -416,3 +422,13 @@ def test_global_batch_must_split_evenly_over_hosts(tmp_path):
 def test_bad_config(tmp_path, overrides, message):
   with pytest.raises(DataError, match=message):
     imagenet.open_streamed(synthetic(tmp_path) | overrides)
+
+
+def test_multiscale_buckets_stretch_an_image_by_at_most_six_percent():
+  for ratio in np.linspace(1, 2, 201):
+    for size in ((round(300 * ratio), 300), (300, round(300 * ratio))):
+      height, width = bucket_shape(size, 480)
+      assert min(height, width) == 480
+      assert height == width or (height > width) == (size[1] > size[0])
+      stretch = (max(height, width) / 480) / (max(size) / min(size))
+      assert abs(math.log(stretch)) < math.log(1.062)

@@ -4,7 +4,7 @@
 Multi-scale testing feeds whole images of different aspect ratios. To batch them, each image
 is resized to the shape of the nearest of a few aspect-ratio buckets (shorter side s, longer
 side s times the bucket's ratio); a deviation from the paper, which scores every image at its
-own aspect ratio: an image is stretched by at most 6% between two buckets (more only beyond
+own aspect ratio: an image between 1:1 and 2:1 is stretched by at most 6.1% (more only beyond
 2:1). Every host computes the same plan from the images' sizes, so all hosts yield batches of
 the same shapes in the same order.
 """
@@ -17,7 +17,7 @@ from resnet_jax.data.imagenet_augment import resized_size
 
 MODES = ('center', '10crop', 'multiscale')
 # Longer / shorter side of the multi-scale buckets; ImageNet photos are mostly 4:3 and 3:2.
-BUCKET_RATIOS = (1.0, 1.25, 4 / 3, 1.5, 16 / 9, 2.0)
+BUCKET_RATIOS = (1.0, 1.125, 1.25, 4 / 3, 1.5, 1.625, 16 / 9, 2.0)
 PADDING = -1  # The example index of a padding row.
 
 

@@ -4,19 +4,20 @@ host and one pass of eval batches, decoded and augmented in worker processes.
 Why grain: its MapDataset is random access, so a batch is a pure function of (seed, step)
 that any host can compute for any row. That gives per-host sharding that is bit for bit the
 1-process batch, a fresh permutation each epoch without a shuffle buffer, and an iterator
-state that is two small integers per worker (get_state/set_state) yet restores the stream
-exactly. Worker processes (spawned, so safe beside JAX's threads) pass batches back through
-shared memory. tf.data would need TensorFlow and cannot checkpoint a shuffle buffer cheaply
-or split one global batch's rows over hosts exactly; torch's DataLoader would pull in torch
-and has no iterator state; DALI needs a GPU for its fast path and has no such determinism
-across host counts; a hand-written process pool would redo grain's state and shared memory.
+state that is one integer, the next batch's index, which restores the stream exactly with
+any number of workers. Its worker processes are spawned (safe beside JAX's threads) and pass
+batches back through shared memory. Against the alternatives: tf.data needs TensorFlow, and
+its shuffle buffer neither checkpoints cheaply nor splits one global batch's rows over hosts
+exactly; torch's DataLoader pulls in torch and has no iterator state; DALI's fast path needs
+a GPU and gives no such determinism across host counts; a hand-written process pool would
+redo grain's worker management and shared memory.
 """
 import functools
 import logging
 
 import grain
-from absl import flags
 import numpy as np
+from absl import flags
 
 from resnet_jax.data.errors import DataError
 from resnet_jax.data.imagenet_augment import train_view
@@ -58,20 +59,20 @@ class ProcessRows(grain.MapDataset):
 def train_batches(split: Split, seed: int, global_batch_size: int, process_index: int,
                   process_count: int, num_workers: int, crop: int,
                   resize_range: tuple[int, int], lighting_std: float,
-                  skip_unreadable: bool) -> grain.DatasetIterator:
+                  skip_unreadable: bool) -> 'ResumableBatches':
   """Endless batches of this host's rows of each global batch of augmented train examples.
 
   Global position g of the stream is example permutation_e[g mod N] of epoch e = g // N
   (grain's index shuffle, seeded from (seed, epoch)), augmented with a Generator keyed by
   (seed, g): the same example and augmentation whichever host computes it.
   """
-  shuffle_seed, augment_seed = np.random.SeedSequence([seed, len(split)]).generate_state(2)
+  shuffle_seed, augment_seed = np.random.SeedSequence(seed).generate_state(2)
   examples = (grain.MapDataset.range(len(split)).shuffle(seed=int(shuffle_seed)).repeat()
               .random_map(functools.partial(train_example, split, crop, resize_range,
                                             lighting_std, skip_unreadable),
                           seed=int(augment_seed)))
   rows = ProcessRows(examples, global_batch_size, process_index, process_count)
-  return batched(rows, global_batch_size // process_count, num_workers)
+  return ResumableBatches(rows.batch(global_batch_size // process_count), num_workers)
 
 
 def eval_batches(split: Split, rows: np.ndarray, per_host_batch: int, num_workers: int,
@@ -79,20 +80,52 @@ def eval_batches(split: Split, rows: np.ndarray, per_host_batch: int, num_worker
   """One pass of eval batches of `rows` (imagenet_eval.eval_rows), in order."""
   examples = grain.MapDataset.source(rows).map(
       functools.partial(_eval_example, split, mode, resize_size, skip_unreadable))
-  return batched(examples, per_host_batch, num_workers)
+  return prefetched(examples.batch(per_host_batch), num_workers)
 
 
-def batched(examples: grain.MapDataset, batch_size: int,
-            num_workers: int) -> grain.DatasetIterator:
-  """An iterator of `examples` stacked into batches, computed by `num_workers` processes
-  (0: this one) with READ_THREADS threads each."""
+def prefetched(batches: grain.MapDataset, num_workers: int) -> grain.DatasetIterator:
+  """An iterator of `batches`, computed ahead by `num_workers` processes (0: this one) with
+  READ_THREADS threads each."""
   if num_workers and not flags.FLAGS.is_parsed():
     # grain reads its absl flags when it starts workers, and fails unless they were parsed
     # (absl.app does that; a notebook or pytest does not): take their defaults.
     flags.FLAGS.mark_as_parsed()
-  batches = examples.batch(batch_size).to_iter_dataset(
+  batches = batches.to_iter_dataset(
       grain.ReadOptions(num_threads=READ_THREADS, prefetch_buffer_size=READ_THREADS))
   return iter(batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers)))
+
+
+class ResumableBatches:
+  """An iterator of `batches` (random access) whose state is the index of the next batch:
+  JSON, and valid whatever the number of workers of the run that restores it. Workers start
+  at the first next(), so a restore right after creation starts them once."""
+
+  def __init__(self, batches: grain.MapDataset, num_workers: int):
+    self._batches, self._num_workers = batches, num_workers
+    self._next_batch, self._iterator = 0, None
+
+  def __iter__(self) -> 'ResumableBatches':
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    if self._iterator is None:
+      self._iterator = prefetched(self._batches[self._next_batch:], self._num_workers)
+    batch = next(self._iterator)
+    self._next_batch += 1
+    return batch
+
+  def get_state(self) -> dict[str, int]:
+    return {'next_batch': self._next_batch}
+
+  def set_state(self, state: dict[str, int]) -> None:
+    self.close()
+    self._next_batch = int(state['next_batch'])
+
+  def close(self) -> None:
+    """Stops the worker processes, if any."""
+    if self._iterator is not None:
+      self._iterator.close()
+      self._iterator = None
 
 
 def readable(split: Split, index: int, skip_unreadable: bool, read):
