@@ -432,3 +432,11 @@ def test_multiscale_buckets_stretch_an_image_by_at_most_six_percent():
       assert height == width or (height > width) == (size[1] > size[0])
       stretch = (max(height, width) / 480) / (max(size) / min(size))
       assert abs(math.log(stretch)) < math.log(1.062)
+
+
+def test_an_unextracted_class_tar_is_explained(tmp_path):
+  root = make_tree(tmp_path / 'data', {'train': 1, 'val': 1})
+  (root / 'train' / 'n04.tar').write_bytes(b'')
+  with pytest.raises(DataError, match=r'n04.tar is a tar archive; extract it into .*train/n04/'):
+    imagenet.open_streamed(dict(source='folder', path=str(root),
+                                cache_dir=str(tmp_path / 'cache')))

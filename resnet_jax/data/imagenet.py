@@ -9,6 +9,11 @@ horizontal flip, per-pixel mean subtraction and the PCA color augmentation of Kr
 al. Eval: center crop, 10-crop, or multi-scale whole images (imagenet_eval).
 Named variant: normalization='per_channel' with color_augmentation=0 is the common recipe of
 later work (per-channel mean and std, no color augmentation).
+
+Choices the paper leaves open: the per-pixel mean is that of the train images' center crops
+at shorter side eval_resize_size; the PCA lighting uses the published ImageNet eigenvalues
+and eigenvectors rather than ones recomputed here; resizing is Pillow's antialiased bilinear.
+Deviation: multi-scale testing batches images in aspect-ratio buckets (imagenet_eval).
 """
 import dataclasses
 

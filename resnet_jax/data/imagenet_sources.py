@@ -1,7 +1,15 @@
 """Random-access sources of encoded ImageNet images for the streamed input: TFDS
 `imagenet2012` read with tfds.data_source (ArrayRecord, no TensorFlow), an ILSVRC-layout
 image folder, or synthetic images. Each split yields (name, image, label) by example index;
-nothing here writes to the data."""
+nothing here writes to the data.
+
+TFDS: tfds.data_source parses the records with its own protos, without TensorFlow, and would
+decode images whole with OpenCV or Pillow; tfds.decode.SkipDecoding keeps the JPEG bytes so
+that they are decoded in draft mode at the size the crop needs. There is no tf.data path:
+it would bring TensorFlow back for sequential reads that cannot give random access, which
+the exact per-host batches and resumable state rest on; a copy prepared as TFRecord is
+converted once (the error message says how).
+"""
 import dataclasses
 import functools
 import hashlib
@@ -76,7 +84,7 @@ class FolderSplit:
 
 def _folder_sources(config) -> Sources:
   root = _existing(config.path, 'folder', FOLDER_LAYOUT)
-  _cache_root(config.cache_dir, root, nested=True)
+  _cache_root(config.cache_dir, root, nested=True)  # Refuses a cache_dir inside the data.
   split_dirs = {split: root / folder for split, folder in _FOLDER_SPLITS.items()}
   missing = [f'{folder}/' for split, folder in _FOLDER_SPLITS.items()
              if not split_dirs[split].is_dir()]
@@ -101,6 +109,9 @@ def _list_folder(split_dir: Path, class_names: tuple[str, ...]) -> FolderSplit:
   for entry in sorted(os.scandir(split_dir), key=lambda entry: entry.name):
     if entry.name.startswith('.'):
       continue
+    if entry.name.endswith('.tar'):
+      raise DataError(f'{entry.path} is a tar archive; extract it into {split_dir}/'
+                      f'{entry.name[:-4]}/ (data.path must be {FOLDER_LAYOUT}).')
     if not entry.is_dir():
       raise DataError(f'{entry.path} sits directly in {split_dir}; put each image in its class '
                       f'folder, {split_dir}/<wnid>/{entry.name}.')
