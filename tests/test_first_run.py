@@ -61,7 +61,7 @@ def test_the_shipped_archive_path_resolves_against_the_checkout():
 def test_console_shows_the_config_and_size_and_files_the_parameter_table(tmp_path):
   config = cifar10.get_config('resnet20')
   model = models.create('resnet20')
-  params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
+  params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
   config_line, size_line = console.describe_run(config, params, epath.Path(tmp_path)).split('\n')
   assert config_line.startswith('resnet20 (shortcut A, float32) on cifar10, batch 128, 64,000 '
                                 'steps, lr 0.1 (x0.1 at 32,000, 48,000)')

@@ -1,5 +1,6 @@
 """load_dataset: a whole data set as numpy arrays, from the source the data config names,
 with the optional held-out validation set and train fraction applied."""
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -73,12 +74,10 @@ def auto_source(config: ml_collections.ConfigDict) -> str:
   if config.path and Path(config.path).expanduser().is_file():
     _log.info('Data: %s (TFDS has no prepared copy of %s).', config.path, config.name)
     return 'archive'
-  try:
-    import tensorflow_datasets  # pylint: disable=import-outside-toplevel,unused-import
-  except ImportError:
-    raise DataError(f'No data: TFDS has no prepared copy of {config.name!r} and the archive '
-                    f'data.path={config.path!r} does not exist; `pip install -e ".[tfds]"` lets '
-                    f'TFDS download it.\n{ways_to_get_data(config.name)}') from None
+  if importlib.util.find_spec('tensorflow_datasets') is None:
+    raise DataError(f'No data: TFDS is not installed, and the archive data.path='
+                    f'{config.path!r} does not exist; `pip install -e ".[tfds]"` lets TFDS read '
+                    f'or download {config.name!r}.\n{ways_to_get_data(config.name)}')
   _log.info('Data: downloading %s with TFDS (no prepared copy, no archive at %s).',
             config.name, config.path)
   return 'tfds'
