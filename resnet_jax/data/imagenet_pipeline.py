@@ -12,8 +12,11 @@ exactly; torch's DataLoader pulls in torch and has no iterator state; DALI's fas
 a GPU and gives no such determinism across host counts; a hand-written process pool would
 redo grain's worker management and shared memory.
 """
+import contextlib
 import functools
 import logging
+import weakref
+from collections.abc import Iterator
 
 import grain
 import numpy as np
@@ -76,11 +79,18 @@ def train_batches(split: Split, seed: int, global_batch_size: int, process_index
 
 
 def eval_batches(split: Split, rows: np.ndarray, per_host_batch: int, num_workers: int,
-                 mode: str, resize_size: int, skip_unreadable: bool) -> grain.DatasetIterator:
+                 mode: str, resize_size: int,
+                 skip_unreadable: bool) -> Iterator[dict[str, np.ndarray]]:
   """One pass of eval batches of `rows` (imagenet_eval.eval_rows), in order."""
   examples = grain.MapDataset.source(rows).map(
       functools.partial(_eval_example, split, mode, resize_size, skip_unreadable))
-  return prefetched(examples.batch(per_host_batch), num_workers)
+  return closing_when_done(prefetched(examples.batch(per_host_batch), num_workers))
+
+
+def closing_when_done(iterator: grain.DatasetIterator) -> Iterator[dict[str, np.ndarray]]:
+  """The items of `iterator`, which is closed (its workers stopped) once they run out."""
+  with contextlib.closing(iterator):
+    yield from iterator
 
 
 def prefetched(batches: grain.MapDataset, num_workers: int) -> grain.DatasetIterator:
@@ -102,15 +112,18 @@ class ResumableBatches:
 
   def __init__(self, batches: grain.MapDataset, num_workers: int):
     self._batches, self._num_workers = batches, num_workers
-    self._next_batch, self._iterator = 0, None
+    self._next_batch, self._running = 0, []  # _running: [the grain iterator], once started.
 
   def __iter__(self) -> 'ResumableBatches':
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
-    if self._iterator is None:
-      self._iterator = prefetched(self._batches[self._next_batch:], self._num_workers)
-    batch = next(self._iterator)
+    if not self._running:
+      self._running.append(prefetched(self._batches[self._next_batch:], self._num_workers))
+      # Closed and released at exit at the latest: grain's own cleanup, run when its iterator
+      # is collected, fails once Python has begun tearing down its modules.
+      weakref.finalize(self, _close_all, self._running)
+    batch = next(self._running[0])
     self._next_batch += 1
     return batch
 
@@ -123,9 +136,12 @@ class ResumableBatches:
 
   def close(self) -> None:
     """Stops the worker processes, if any."""
-    if self._iterator is not None:
-      self._iterator.close()
-      self._iterator = None
+    _close_all(self._running)
+
+
+def _close_all(iterators: list[grain.DatasetIterator]) -> None:
+  while iterators:
+    iterators.pop().close()
 
 
 def readable(split: Split, index: int, skip_unreadable: bool, read):

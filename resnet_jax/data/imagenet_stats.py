@@ -12,7 +12,7 @@ import numpy as np
 from resnet_jax.data import cache
 from resnet_jax.data.imagenet_decode import UnreadableImage, image_size
 from resnet_jax.data.imagenet_eval import eval_view
-from resnet_jax.data.imagenet_pipeline import prefetched
+from resnet_jax.data.imagenet_pipeline import closing_when_done, prefetched
 from resnet_jax.data.imagenet_sources import Sources, Split
 
 MEAN_SAMPLE_SEED = 0  # The same sample of train images for every run on a data set.
@@ -38,7 +38,7 @@ def per_pixel_mean(sources: Sources, config) -> np.ndarray:
     views = grain.MapDataset.source(indices).map(functools.partial(
         _center_view, split, config.crop_size, config.eval_resize_size, config.skip_unreadable))
     total, count = np.zeros((config.crop_size,) * 2 + (3,)), 0
-    for batch in prefetched(views.batch(_BATCH), config.num_workers):
+    for batch in closing_when_done(prefetched(views.batch(_BATCH), config.num_workers)):
       total += batch['image'].sum(0, dtype=np.float64)
       count += int(batch['count'].sum())
     return (total / count).astype(np.float32)
@@ -53,7 +53,8 @@ def eval_image_sizes(sources: Sources, config) -> np.ndarray:
   def compute():
     sizes = grain.MapDataset.range(len(split)).map(
         functools.partial(_size, split, config.skip_unreadable))
-    return np.concatenate(list(prefetched(sizes.batch(_BATCH), config.num_workers)))
+    batches = closing_when_done(prefetched(sizes.batch(_BATCH), config.num_workers))
+    return np.concatenate(list(batches))
 
   return _cached(config.cache_dir, f'sizes-{sources.cache_key}', compute)
 
