@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains on a Cloud TPU VM slice: creates it (or reuses it), copies this
-# checkout to every worker, installs it, and starts resnet_jax.main on all
-# workers at once. Checkpoints and metrics go to a gs:// WORKDIR, so a rerun on
+# checkout to every worker, installs it, and starts resnet_jax.main (or the
+# study, --module=study) on all workers at once. Checkpoints and metrics go to a gs:// WORKDIR, so a rerun on
 # the same or a recreated slice resumes where the last one stopped.
 set -euo pipefail
 # shellcheck source=common.sh
@@ -16,8 +16,9 @@ Creates the TPU VM slice NAME (unless --reuse), copies pyproject.toml,
 setup.cfg, README.md, resnet_jax/ and experiments/ from --source to
 ~/resnet_jax_launch on every worker, runs --install there, then runs on all
 workers at once:
-  PYTHON -m resnet_jax.main --config=CONFIG --workdir=WORKDIR --distributed MAIN_FLAGS...
-CONFIG is relative to --source. MAIN_FLAGS (e.g. --config.seed=1) are passed
+  PYTHON -m resnet_jax.MODULE --config=CONFIG --workdir=WORKDIR --distributed MAIN_FLAGS...
+MODULE is main (one run) or study (the degradation study, every net and seed of
+experiments/degradation.py, then its tables and figures). CONFIG is relative to --source. MAIN_FLAGS (e.g. --config.seed=1) are passed
 through unchanged. WORKDIR must be on GCS: every worker writes its checkpoint
 shards there, and a rerun with the same WORKDIR resumes from the latest one.
 
@@ -37,7 +38,9 @@ Options (before CONFIG):
   --spot                   create a Spot slice (cheaper, can be preempted)
   --preemptible            create a legacy preemptible slice
   --reuse                  use the existing slice NAME instead of creating it
+  --module MODULE          main (default) or study
   --data-dir gs://DIR      TFDS data dir, passed as --config.data.data_dir
+                           (--config.base.data.data_dir for the study)
   --source DIR             checkout to copy (default: this script's repository)
   --python PYTHON          the workers' interpreter, as a shell word that may
                            use ~ or $HOME (default: python3)
@@ -53,6 +56,13 @@ Example:
   launch/tpu_pod.sh --name=resnet50 --zone=us-central2-b --accelerator-type=v4-32 \
     --spot --max-restarts=5 --data-dir=gs://my-bucket/tfds \
     experiments/imagenet.py:resnet50 gs://my-bucket/runs/resnet50
+
+  # Table 6: depths 20-110, plain and residual, 5 seeds of each net in one
+  # program per net (docs/running_at_scale.md):
+  launch/tpu_pod.sh --name=table6 --zone=us-central1-a --accelerator-type=v5litepod-32 \
+    --runtime-version=v2-alpha-tpuv5-lite --spot --max-restarts=10 --module=study \
+    --data-dir=gs://my-bucket/tfds experiments/degradation.py:full gs://my-bucket/table6 \
+    --config.seeds=5
 USAGE
 }
 
@@ -71,6 +81,7 @@ reuse=0
 data_dir=""
 source_dir=$(dirname "${BASH_SOURCE[0]}")/..
 python=python3
+module=main
 install=""
 max_restarts=0
 delete_after=0
@@ -78,7 +89,7 @@ delete_only=0
 declare -A LAUNCH_VALUE_OPTIONS=(
   [--name]=name [--zone]=zone [--project]=project
   [--accelerator-type]=accelerator_type [--runtime-version]=runtime_version
-  [--data-dir]=data_dir [--source]=source_dir [--python]=python [--install]=install
+  [--module]=module [--data-dir]=data_dir [--source]=source_dir [--python]=python [--install]=install
   [--max-restarts]=max_restarts
 )
 declare -A LAUNCH_SWITCH_OPTIONS=(
@@ -120,6 +131,7 @@ fi
 if ((!reuse)) && [[ -z $accelerator_type ]]; then
   launch::die "--accelerator-type is required to create a slice (or pass --reuse)"
 fi
+[[ $module == main || $module == study ]] || launch::die "--module must be main or study, got $module"
 [[ $max_restarts =~ ^[0-9]+$ ]] || launch::die "--max-restarts must be a whole number, got $max_restarts"
 # The workers share no disk: checkpoints, metrics and data must be on GCS.
 [[ $workdir == gs://* ]] || launch::die "WORKDIR must be a gs:// path on a TPU pod, got $workdir"
@@ -156,8 +168,11 @@ copy_and_install() {
 }
 
 train() {
-  local main=(-m resnet_jax.main --config="$config" --workdir="$workdir" --distributed)
-  [[ -z $data_dir ]] || main+=(--config.data.data_dir="$data_dir")
+  local main=(-m "resnet_jax.$module" --config="$config" --workdir="$workdir" --distributed)
+  # The study's trainer config sits under `base`.
+  local data_key=config.data.data_dir
+  [[ $module == main ]] || data_key=config.base.data.data_dir
+  [[ -z $data_dir ]] || main+=("--$data_key=$data_dir")
   on_all_workers "cd $REMOTE_DIR && $python $(launch::join "${main[@]}" "${main_flags[@]}")"
 }
 

@@ -213,6 +213,17 @@ def test_tpu_dry_run_shows_the_resume_path(sandbox):
   assert remote_command(restart[-1]) == remote_command(commands[first_train])
 
 
+def test_tpu_study_module_runs_the_study_on_all_workers(sandbox):
+  (sandbox / 'experiments' / 'degradation.py').touch()
+  commands = dry_run('tpu_pod.sh', *TPU_FLAGS, '--reuse', '--module=study',
+                     '--data-dir=gs://bucket/tfds', 'experiments/degradation.py:full',
+                     'gs://bucket/table6', '--config.seeds=5', sandbox=sandbox)
+  assert remote_command(commands[-1]) == [
+      'python3', '-m', 'resnet_jax.study', '--config=experiments/degradation.py:full',
+      '--workdir=gs://bucket/table6', '--distributed',
+      '--config.base.data.data_dir=gs://bucket/tfds', '--config.seeds=5']
+
+
 def fake_gcloud(sandbox, *, train_statuses, state):
   """A gcloud whose training runs exit with `train_statuses` in turn."""
   (sandbox / 'train_statuses').write_text(' '.join(map(str, train_statuses)))
@@ -280,6 +291,7 @@ def test_tpu_stops_on_a_real_failure_or_when_out_of_restarts(sandbox):
     (['--zone=z', '--reuse', *TPU_RUN], '--name is required'),
     ([*TPU_FLAGS, '--reuse', *TPU_RUN, '--distributed'], '--distributed is set by tpu_pod.sh'),
     ([*TPU_FLAGS, '--reuse', '--max-restarts=many', *TPU_RUN], '--max-restarts must be'),
+    ([*TPU_FLAGS, '--reuse', '--module=train', *TPU_RUN], '--module must be main or study'),
 ])
 def test_tpu_rejects_bad_settings_before_any_command(sandbox, args, message):
   result = run('tpu_pod.sh', '--dry-run', *args, sandbox=sandbox)
