@@ -292,18 +292,25 @@ def test_the_data_directory_is_never_written(tmp_path):
 
 def test_unreadable_file_is_named_or_stood_in_for(tmp_path):
   root = make_tree(tmp_path / 'data', {'train': 2, 'val': 1})
-  broken = root / 'train' / 'n02' / 'n02_1.JPEG'
-  broken.write_bytes(b'not an image')
+  (root / 'train' / 'n02' / 'n02_1.JPEG').write_bytes(b'not an image')
+  (root / 'val' / 'n01' / 'n01_0.JPEG').write_bytes(encoded(smooth_image(20, 20, 0))[:300])
   config = dict(SMALL, source='folder', path=str(root), cache_dir=str(tmp_path / 'cache'),
                 normalization='per_channel')
   data = imagenet.open_streamed(config)
   with pytest.raises(DataError, match='n02_1.JPEG is not a readable image.*skip_unreadable'):
     take(data.train_iterator(0, 6, 0, 1), 2)
+  with pytest.raises(DataError, match='n01_0.JPEG is not a readable image .OSError: Truncated'):
+    list(data.eval_iterator('center', 3, 0, 1))
   skipping = imagenet.open_streamed(config | dict(skip_unreadable=True))
   batches = take(skipping.train_iterator(0, 6, 0, 1), 4)
   # A batch is an epoch of the 6 images: the broken one is stood in for once in each.
   assert [int(batch['unreadable'].sum()) for batch in batches] == [1, 1, 1, 1]
   assert_same_batches(batches, take(skipping.train_iterator(0, 6, 0, 1), 4))
+  # An unreadable eval image is left out, not replaced.
+  for mode in ('center', 'multiscale'):
+    kept = [index for batch in skipping.eval_iterator(mode, 3, 0, 1)
+            for index in batch['index'][batch['mask']]]
+    assert sorted(kept) == sorted([1, 2] * (2 if mode == 'multiscale' else 1))
   with pytest.raises(DataError, match='n02_1.JPEG is not a readable image'):
     imagenet.open_streamed(config | dict(normalization='per_pixel'))
 
