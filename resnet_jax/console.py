@@ -18,10 +18,11 @@ PARAMETERS_FILE = 'parameters.txt'
 # A console line this soon after the first step, so that steps/s and the ETA show within
 # seconds rather than at the first log step (minutes away on a CPU).
 EARLY_REPORT_S = 10.0
-# Log lines a run's console does without: orbax reports every save at INFO, and warns that a
-# checkpoint opened for reading is read only; TFDS warns about each empty version folder it
-# looks in; JAX says at INFO which backends it could not load (libtpu on a CPU).
-_QUIET_WARNINGS = ('Given directory is read only', 'has no dataset_info.json')
+# Log lines a run's console does without: orbax reports every save at INFO, and warns twice
+# that a checkpoint opened for reading is read only; TFDS warns about each empty version folder
+# it looks in; JAX says at INFO which backends it could not load (libtpu on a CPU).
+_QUIET_WARNINGS = ('Given directory is read only', 'read_only=True, setting save_interval_steps',
+                   'has no dataset_info.json')
 
 
 def quiet_libraries() -> None:

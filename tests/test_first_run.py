@@ -94,6 +94,8 @@ def test_progress_has_one_eta_format_and_reports_from_the_first_step(caplog):
     ('/site-packages/orbax/checkpoint/x.py', logging.INFO, 'Saving step 30', False),
     ('/site-packages/orbax/checkpoint/x.py', logging.WARNING, 'Given directory is read only: x',
      False),
+    ('/site-packages/orbax/checkpoint/x.py', logging.WARNING,
+     'CheckpointManagerOptions.read_only=True, setting save_interval_steps=0.', False),
     ('/site-packages/orbax/checkpoint/x.py', logging.WARNING, 'Disk is full', True),
     ('/site-packages/tensorflow_datasets/f.py', logging.WARNING,
      'Variant folder /d/cifar10/3.0.2 has no dataset_info.json', False),
