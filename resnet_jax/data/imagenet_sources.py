@@ -74,7 +74,7 @@ class FolderSplit:
     return len(self.names)
 
   def __getitem__(self, index: int) -> Record:
-    path = os.path.join(self.root, self.names[index].decode())
+    path = os.path.join(self.root, os.fsdecode(self.names[index]))
     try:
       with open(path, 'rb') as file:
         return path, file.read(), int(self.labels[index])
@@ -125,7 +125,7 @@ def _list_folder(split_dir: Path, class_names: tuple[str, ...]) -> FolderSplit:
       if not image.name.lower().endswith(IMAGE_SUFFIXES):
         raise DataError(f'{image.path} is not a {"/".join(IMAGE_SUFFIXES)} image; delete it or '
                         f'move it out of {split_dir}.')
-      names.append(f'{entry.name}/{image.name}'.encode())
+      names.append(os.fsencode(f'{entry.name}/{image.name}'))
       labels.append(label)
   if not names:
     raise DataError(f'{split_dir} holds no images; data.path must be {FOLDER_LAYOUT}.')
