@@ -12,7 +12,9 @@ Variants after the colon, comma-separated, e.g. `:full,jpeg`:
   jpeg, bf16, val (and smoke): the variants of experiments/cifar10.py, applied to every run.
 Overrides: --config.seeds=2 (runs per net, seeds 0..k-1), --config.depths='(20, 32)', and the
 trainer config of every run under --config.base (e.g. --config.base.num_train_steps=32000);
-base.model and base.seed are set per run.
+base.model and base.seed are set per run. A net's seeds train as one program (num_replicas =
+seeds, base.mesh set to as many replica groups as seeds and devices allow), or one run after
+another with --config.seeds_in_one_program=False (the results are the same).
 
 Measured: `:smoke,jpeg` on 2 shared CPU cores: 2 min 16 s end to end, every file written; 30
 steps make it a plumbing check whose verdict means nothing. The default and full studies:
@@ -49,6 +51,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.depths = FULL_DEPTHS if 'full' in variants else DEFAULT_DEPTHS
   config.seeds = 1
+  # The seeds of a net as one vmapped program, sharded over the mesh's replica axis (a small
+  # CIFAR net cannot fill an accelerator); False: one run per seed, as studies before it.
+  config.seeds_in_one_program = True
   config.base = base
   # The recipe warms nets this deep up at a low lr (4.2); the study sets that per run.
   config.deep_warmup = ml_collections.ConfigDict(dict(

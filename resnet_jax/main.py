@@ -59,7 +59,9 @@ def _unknown_config_key(message: str, argv: list[str]) -> str:
           + (f' {hint.group(0)}' if hint else ''))
 
 
-def main(argv):
+def main(argv, task=train.train_and_evaluate):
+  """Joins the other processes if asked, then runs task(config, workdir) (the trainer, or
+  resnet_jax.study's run_study), exiting with a stopped run's status."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   console.quiet_libraries()
@@ -69,7 +71,7 @@ def main(argv):
     logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
                  jax.devices())
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    task(FLAGS.config, FLAGS.workdir)
   except errors.RunError as stopped:
     logging.error('%s', stopped)
     sys.exit(stopped.exit_code)

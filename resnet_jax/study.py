@@ -1,20 +1,28 @@
 """The degradation study (Section 4.2): trains plain and residual CIFAR nets at several depths,
-one run per net and seed, then writes Table 6, Figures 6 and 7 and the verdict beside them.
+several seeds each, then writes Table 6, Figures 6 and 7 and the verdict beside them.
 
   python -m resnet_jax.study --config=experiments/degradation.py --workdir=/tmp/degradation
 
-A rerun skips finished runs and resumes interrupted ones (the trainer resumes by itself).
-Progress and the verdict go to stdout, the trainer's logs to stderr.
+With several seeds, each net's seeds train as one program (`num_replicas` = seeds, sharded
+over the mesh's `replica` axis) in a folder per net, e.g. `plain56_seeds0-4`; with
+`--config.seeds_in_one_program=False`, one run after another in a folder per seed
+(`plain56_seed0`, ...). Either way the analysis reads one run per seed, so the results are
+the same. A rerun skips finished programs and resumes interrupted ones (the trainer resumes
+by itself). On several processes (`--distributed`) every process trains, process 0 writes
+the results. Progress and the verdict go to stdout, the trainer's logs to stderr.
 """
 import copy
+import functools
+import math
 
+import jax
 import ml_collections
 import pandas as pd
-from absl import app, flags
+from absl import app
 from etils import epath
-from ml_collections import config_flags
 
 from resnet_jax import analysis, models, train
+from resnet_jax.errors import ConfigError
 from resnet_jax.metric_logging import METRICS_FILE
 
 RESULTS_CSV = 'results.csv'
@@ -26,14 +34,20 @@ FAMILIES = ('plain', 'resnet')
 
 
 def planned_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
-  """The trainer config of every run of the study, by run name (e.g. 'plain56_seed0')."""
+  """The trainer config of every program the study trains, by folder name: one per net with
+  all its seeds ('plain56_seeds0-4'), or one per net and seed ('plain56_seed0') when
+  `seeds_in_one_program` is off or there is one seed."""
   if config.seeds < 1:
-    raise ValueError(f'seeds must be at least 1 (runs per net), got {config.seeds}.')
+    raise ConfigError(f'seeds must be at least 1 (runs per net), got {config.seeds}.')
   runs = {}
   for depth in config.depths:
     for family in FAMILIES:
-      for seed in range(config.seeds):
-        runs[f'{family}{depth}_seed{seed}'] = run_config(config, f'{family}{depth}', seed)
+      net = f'{family}{depth}'
+      if config.seeds_in_one_program and config.seeds > 1:
+        runs[f'{net}_seeds0-{config.seeds - 1}'] = program_config(config, net)
+      else:
+        for seed in range(config.seeds):
+          runs[analysis.run_name(net, seed)] = run_config(config, net, seed)
   return runs
 
 
@@ -42,7 +56,7 @@ def run_config(config: ml_collections.ConfigDict, net: str,
   """The base config with the net and seed of one run, and the warm-up of deep nets."""
   spec = models.parse(net)
   if spec.dataset != 'cifar':
-    raise ValueError(f'The study trains CIFAR nets of depth 6n+2 (20, 32, 44, 56, 110, ...), '
+    raise ConfigError(f'The study trains CIFAR nets of depth 6n+2 (20, 32, 44, 56, 110, ...), '
                      f'got depth {spec.depth}; fix --config.depths.')
   run = copy.deepcopy(config.base)
   run.model = net
@@ -52,18 +66,42 @@ def run_config(config: ml_collections.ConfigDict, net: str,
   return run
 
 
+# One program per net, not per depth: plain and residual nets of a depth share a parameter
+# layout with option A, so one vmap could train both, but only with `residual` as a traced
+# per-replica switch (a shortcut multiplied by 0 or 1) inside the blocks, where the paper's
+# two nets differ by structure alone (Section 4.2, Figure 3). It would also mix two models in
+# one run's config, checkpoint fingerprint and metrics, for at most twice the replicas per
+# program, which more seeds give as well.
+def program_config(config: ml_collections.ConfigDict, net: str) -> ml_collections.ConfigDict:
+  """The config training seeds 0..seeds-1 of `net` at once: `num_replicas` = seeds, split
+  over as many replica groups of the devices as both allow (see replica_groups)."""
+  run = run_config(config, net, seed=0)
+  run.num_replicas = config.seeds
+  run.mesh.replica, run.mesh.data = replica_groups(config.seeds), -1
+  return run
+
+
+def replica_groups(num_replicas: int, device_count: int | None = None) -> int:
+  """The mesh's `replica` size for `num_replicas` nets: the largest divisor of both it and the
+  device count (all processes' devices), so each group trains the same number of nets, each
+  net's batch split over its group's `data` devices."""
+  return math.gcd(num_replicas, device_count or jax.device_count())
+
+
 def is_finished(workdir: epath.Path, config: ml_collections.ConfigDict) -> bool:
-  """Whether the run in `workdir` logged its final step and saved its final checkpoint."""
+  """Whether every seed trained in `workdir` logged its final step and the program saved its
+  final checkpoint."""
   if not (workdir / METRICS_FILE).exists():
     return False
   run = analysis.load_run(workdir)
-  final_splits = set(run.split[run.step == config.num_train_steps]) if len(run) else set()
-  return ('train' in final_splits and bool(final_splits - {'train'})
+  final = run[run.step == config.num_train_steps]
+  return (all({'train'} < set(final.split[final.seed == seed])
+              for seed in train.replica_seeds(config))
           and analysis.latest_checkpoint_step(workdir) == config.num_train_steps)
 
 
 def train_runs(config: ml_collections.ConfigDict, study_dir: epath.Path) -> None:
-  """Trains every planned run that has not finished, saying which it trains or skips."""
+  """Trains every planned program that has not finished, saying which it trains or skips."""
   runs = planned_runs(config)
   for index, (name, run) in enumerate(runs.items(), start=1):
     workdir = study_dir / name
@@ -71,40 +109,68 @@ def train_runs(config: ml_collections.ConfigDict, study_dir: epath.Path) -> None
     if is_finished(workdir, run):
       print(f'{progress} finished, skipped', flush=True)
       continue
+    if run.num_replicas > 1 and _trained_seed_by_seed(config, study_dir, run):
+      print(f'{progress} finished seed by seed, skipped', flush=True)
+      continue
     resuming = analysis.latest_checkpoint_step(workdir)
     start = f'resuming from step {resuming}' if resuming else 'training'
-    print(f'{progress} {start} to step {run.num_train_steps} in {workdir}', flush=True)
+    seeds = (f' ({run.num_replicas} seeds on {run.mesh.replica} replica groups)'
+             if run.num_replicas > 1 else '')
+    print(f'{progress} {start} to step {run.num_train_steps}{seeds} in {workdir}', flush=True)
     train.train_and_evaluate(run, str(workdir))
 
 
-def layer_responses(study_dir: epath.Path, run_names, num_images: int,
-                    batch_size: int) -> pd.DataFrame:
-  """Figure 7's response std of every layer of each run's final net on its eval images; rows:
-  run, model, family, depth, seed, layer (from 1), std."""
+def _trained_seed_by_seed(config, study_dir: epath.Path, program) -> bool:
+  """Whether a study run seed by seed already finished every seed of `program`; raises if it
+  started some of them, since the program would train those seeds a second time."""
+  runs = {seed: study_dir / analysis.run_name(program.model, seed)
+          for seed in train.replica_seeds(program)}
+  started = [workdir.name for workdir in runs.values() if (workdir / METRICS_FILE).exists()]
+  if not started:
+    return False
+  if all(is_finished(workdir, run_config(config, program.model, seed))
+         for seed, workdir in runs.items()):
+    return True
+  raise ConfigError(
+      f'{study_dir} holds {", ".join(started)} of {program.model} trained seed by seed, not all '
+      'finished; finish them the same way with --config.seeds_in_one_program=False, or move '
+      'them out of the study folder.')
+
+
+def layer_responses(runs: pd.DataFrame, num_images: int, batch_size: int) -> pd.DataFrame:
+  """Figure 7's response std of every layer of each run's final net (`runs` as from
+  analysis.load_study) on its eval images; rows: run, model, family, depth, seed, layer (from
+  1), std."""
   frames = []
-  for name in run_names:
-    trained = analysis.load_trained_run(study_dir / name)
+  for run in runs.drop_duplicates('run').sort_values('run').itertuples():
+    trained = analysis.load_trained_run(run.workdir, seed=run.seed)
     stds = analysis.layer_response_stds(trained.model, trained.variables,
                                         trained.eval_inputs(num_images), batch_size)
-    frames.append(pd.DataFrame({'run': name, **analysis.describe_run(trained.config),
+    frames.append(pd.DataFrame({'run': run.run, **analysis.describe_run(trained.config),
                                 'layer': range(1, len(stds) + 1), 'std': stds}))
   return pd.concat(frames, ignore_index=True)
 
 
 def write_results(config: ml_collections.ConfigDict, study_dir: epath.Path) -> list[str]:
   """Writes the table, the figures and the layer responses of the runs in `study_dir`;
-  returns the verdict's sentences."""
+  returns the verdict's sentences. Every process computes them (restoring checkpoints
+  synchronizes the processes); only process 0 writes."""
   runs = analysis.load_study(study_dir)
   table = analysis.summarize(analysis.final_errors(runs))
   verdict = analysis.verdict(table)
-  table.to_csv(study_dir / RESULTS_CSV, index=False)
-  (study_dir / RESULTS_MD).write_text(analysis.results_markdown(table, verdict))
-  analysis.figure6(runs).savefig(study_dir / FIGURE6_PNG, dpi=120)
-  responses = layer_responses(study_dir, sorted(set(runs.run)), config.figure7.num_images,
-                              config.figure7.batch_size)
-  responses.to_csv(study_dir / RESPONSES_CSV, index=False)
-  analysis.figure7(responses).savefig(study_dir / FIGURE7_PNG, dpi=120)
+  responses = layer_responses(runs, config.figure7.num_images, config.figure7.batch_size)
+  if jax.process_index() == 0:
+    (study_dir / RESULTS_CSV).write_text(table.to_csv(index=False))
+    (study_dir / RESULTS_MD).write_text(analysis.results_markdown(table, verdict))
+    (study_dir / RESPONSES_CSV).write_text(responses.to_csv(index=False))
+    _save_figure(analysis.figure6(runs), study_dir / FIGURE6_PNG)
+    _save_figure(analysis.figure7(responses), study_dir / FIGURE7_PNG)
   return verdict
+
+
+def _save_figure(figure, path: epath.Path) -> None:
+  with path.open('wb') as file:  # Through epath, so a gs:// study folder works too.
+    figure.savefig(file, format='png', dpi=120)
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
@@ -112,6 +178,8 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   study_dir = epath.Path(workdir)
   train_runs(config, study_dir)
   verdict = write_results(config, study_dir)
+  if jax.process_index() != 0:
+    return verdict
   print(f'Wrote {RESULTS_MD}, {RESULTS_CSV}, {FIGURE6_PNG}, {FIGURE7_PNG} and {RESPONSES_CSV} '
         f'to {study_dir}.')
   print('Verdict (final training error):' if verdict else
@@ -121,17 +189,9 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   return verdict
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  run_study(flags.FLAGS.config, flags.FLAGS.workdir)
-
-
 if __name__ == '__main__':
-  # Defined here, not on import, so that resnet_jax.main's flags of the same names can coexist.
-  config_flags.DEFINE_config_file('config', None,
-                                  'Study config, e.g. experiments/degradation.py:smoke,jpeg.',
-                                  lock_config=True)
-  flags.DEFINE_string('workdir', None, 'Study directory: a folder per run, the results beside.')
-  flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main)
+  # resnet_jax.main's flags (--config, --workdir, --distributed, ...), its one-line config
+  # errors and exit statuses; imported here so that importing the study defines no flags.
+  from resnet_jax import main as entry_point
+  app.run(functools.partial(entry_point.main, task=run_study),
+          flags_parser=entry_point.parse_flags)

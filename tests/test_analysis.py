@@ -15,10 +15,11 @@ from resnet_jax.models.cifar import blocks_per_stage
 BN_EPSILON = 1e-5  # resnet_jax.models.layers.BatchNorm's epsilon.
 
 
-def write_run(workdir, model, seed, records):
+def write_run(workdir, model, seed, records, num_replicas=1):
   """A run folder as the trainer leaves it: config.json and metrics.jsonl."""
   workdir.mkdir(parents=True)
-  (workdir / 'config.json').write_text(json.dumps({'model': model, 'seed': seed}))
+  (workdir / 'config.json').write_text(
+      json.dumps({'model': model, 'seed': seed, 'num_replicas': num_replicas}))
   (workdir / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in records))
   return workdir
 
@@ -63,6 +64,33 @@ def test_load_study_reads_every_run_folder(study_dir):
                                    'resnet20_seed1', 'resnet56_seed0']
   assert set(runs.family) == {'plain', 'resnet'}
   assert len(runs) == 5 * 4
+
+
+def test_a_workdir_of_several_seeds_reads_as_a_run_per_seed(tmp_path):
+  seeds = [{**record, 'seed': seed} for record in records([0.5, 0.1], [0.6, 0.2])
+           for seed in (3, 4)]
+  run = analysis.load_run(write_run(tmp_path / 'plain20_seeds3-4', 'plain20', 3, seeds,
+                                    num_replicas=2))
+  assert sorted(set(run.run)) == ['plain20_seed3', 'plain20_seed4']
+  assert list(run.seed[run.run == 'plain20_seed4']) == [4] * 4
+  assert set(run.workdir) == {str(tmp_path / 'plain20_seeds3-4')}
+  final = analysis.final_errors(run).set_index('run')
+  assert list(final.seed) == [3, 4] and list(final.train_error) == pytest.approx([10, 10])
+
+
+@pytest.mark.parametrize('seed', [None, 5])
+def test_load_trained_run_of_several_seeds_needs_one_of_them(tmp_path, seed):
+  workdir = write_run(tmp_path / 'plain20_seeds3-4', 'plain20', 3, [], num_replicas=2)
+  with pytest.raises(ValueError, match=r'trained seeds \[3, 4\], not .*; pass one of them'):
+    analysis.load_trained_run(workdir, seed=seed)
+
+
+def test_a_seed_trained_in_two_folders_is_refused(study_dir):
+  seeds = [{**record, 'seed': seed} for record in records([0.5], [0.6]) for seed in (0, 1)]
+  write_run(study_dir / 'resnet20_seeds0-1', 'resnet20', 0, seeds, num_replicas=2)
+  with pytest.raises(ValueError, match='resnet20_seed0 was trained twice, in .*resnet20_seed0 '
+                     'and .*resnet20_seeds0-1; move one of them out of'):
+    analysis.load_study(study_dir)
 
 
 def test_load_study_of_an_empty_folder_says_how_to_make_one(tmp_path):

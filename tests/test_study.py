@@ -3,12 +3,14 @@
 line and the notebook that reads a study)."""
 import contextlib
 import io
+import os
 import pathlib
 import re
 import shutil
 import subprocess
 import sys
 
+import jax
 import matplotlib.image
 import nbclient
 import nbformat
@@ -18,6 +20,7 @@ import pytest
 
 import degradation
 from resnet_jax import analysis, study, train
+from resnet_jax.errors import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / 'experiments' / 'analysis.ipynb'
@@ -58,6 +61,7 @@ def study_copy(smoke_study, tmp_path):
 def test_planned_runs_cover_every_depth_family_and_seed():
   config = degradation.get_config()
   config.seeds = 2
+  config.seeds_in_one_program = False
   config.base.num_train_steps = 100
   runs = study.planned_runs(config)
   assert list(runs) == ['plain20_seed0', 'plain20_seed1', 'resnet20_seed0', 'resnet20_seed1',
@@ -66,6 +70,24 @@ def test_planned_runs_cover_every_depth_family_and_seed():
       ('plain56', 1), ('resnet56', 0), ('resnet56', 1)]
   assert {run.num_train_steps for run in runs.values()} == {100}
   assert config.base.model == 'resnet20'  # Runs are copies; the base is left alone.
+
+
+def test_planned_programs_train_each_nets_seeds_at_once():
+  config = degradation.get_config('full')
+  config.seeds = 5
+  programs = study.planned_runs(config)
+  assert list(programs)[:3] == ['plain20_seeds0-4', 'resnet20_seeds0-4', 'plain32_seeds0-4']
+  assert len(programs) == 10
+  assert {(run.seed, run.num_replicas, run.mesh.data) for run in programs.values()} == {(0, 5, -1)}
+  assert programs['resnet110_seeds0-4'].optimizer.warmup_steps == 400
+  config.seeds = 1  # One seed is one run, named as seed by seed.
+  assert list(study.planned_runs(config))[:2] == ['plain20_seed0', 'resnet20_seed0']
+
+
+@pytest.mark.parametrize('num_replicas, device_count, groups', [
+    (5, 8, 1), (2, 8, 2), (4, 8, 4), (8, 8, 8), (10, 8, 2), (16, 8, 8), (5, 32, 1), (8, 32, 8)])
+def test_replica_groups_divide_both_the_seeds_and_the_devices(num_replicas, device_count, groups):
+  assert study.replica_groups(num_replicas, device_count) == groups
 
 
 def test_only_the_deepest_nets_warm_up():
@@ -196,3 +218,84 @@ def test_notebook_runs_on_a_study(smoke_study, monkeypatch):
   assert sum('image/png' in output.get('data', {}) for output in outputs) == 2
   assert 'resnet14' in outputs[0]['data']['text/plain']
   assert 'plain14 train error' in ''.join(output.get('text', '') for output in outputs)
+
+
+def one_depth_two_seeds_config(**overrides):
+  config = synthetic_smoke_config()
+  config.depths, config.seeds = (8,), 2
+  config.update(overrides)
+  return config
+
+
+@pytest.fixture(scope='module')
+def seed_studies(smoke_study, tmp_path_factory):
+  """(seed by seed, one program per net, what the latter printed): depth 8 and seeds 0-1 of the
+  smoke study, trained seed by seed (seed 0 copied from the smoke study) and, from the command
+  line on 8 devices, each net's seeds as one program on 2 replica groups of 4 devices."""
+  by_seed = tmp_path_factory.mktemp('seed_by_seed')
+  for name in ('plain8_seed0', 'resnet8_seed0'):
+    shutil.copytree(smoke_study[0] / name, by_seed / name)
+  with contextlib.redirect_stdout(io.StringIO()):
+    study.run_study(one_depth_two_seeds_config(seeds_in_one_program=False), str(by_seed))
+  in_one = tmp_path_factory.mktemp('seeds_in_one_program')
+  overrides = [f'--config.{key}={value}'
+               for key, value in {**SYNTHETIC_SMOKE, 'depths': (8,), 'seeds': 2}.items()]
+  result = subprocess.run(
+      [sys.executable, '-m', 'resnet_jax.study', '--config=experiments/degradation.py:smoke',
+       f'--workdir={in_one}', *overrides], cwd=REPO, capture_output=True, text=True,
+      timeout=600, env={**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
+  assert result.returncode == 0, result.stderr[-3000:]
+  return by_seed, in_one, result.stdout
+
+
+@pytest.mark.slow
+def test_seeds_in_one_program_give_the_results_of_seed_by_seed(seed_studies):
+  by_seed, in_one, printed = seed_studies
+  assert '[1/2] plain8_seeds0-1: training to step 6 (2 seeds on 2 replica groups)' in printed
+  assert sorted(p.parent.name for p in in_one.glob('*/metrics.jsonl')) == [
+      'plain8_seeds0-1', 'resnet8_seeds0-1']
+  # Figure 7's stds to 0.5%: the final nets agree to float tolerance, which a plain net 6 steps
+  # into training amplifies to 0.1% in some layers (as 8 devices against 1 do seed by seed);
+  # two seeds' stds differ by more.
+  for name, numbers, rtol in ((study.RESULTS_CSV, ['train_error_mean', 'train_error_std',
+                                                   'eval_error_mean', 'eval_error_std'], 1e-4),
+                              (study.RESPONSES_CSV, ['std'], 5e-3)):
+    expected, table = pd.read_csv(by_seed / name), pd.read_csv(in_one / name)
+    pd.testing.assert_frame_equal(table.drop(columns=numbers), expected.drop(columns=numbers))
+    np.testing.assert_allclose(table[numbers], expected[numbers], rtol=rtol)
+  table = pd.read_csv(in_one / study.RESULTS_CSV)
+  assert set(table.seeds) == {2} and table.train_error_std.notna().all()
+
+
+@pytest.mark.slow
+def test_finished_programs_and_seed_by_seed_runs_are_skipped(seed_studies, monkeypatch, capsys):
+  by_seed, in_one, _ = seed_studies
+
+  def no_training(*args):
+    raise AssertionError(f'trained a finished run: {args}')
+
+  monkeypatch.setattr(train, 'train_and_evaluate', no_training)
+  study.train_runs(one_depth_two_seeds_config(), in_one)
+  assert capsys.readouterr().out.count('finished, skipped') == 2
+  study.train_runs(one_depth_two_seeds_config(), by_seed)
+  assert capsys.readouterr().out.count('finished seed by seed, skipped') == 2
+
+
+@pytest.mark.slow
+def test_a_program_would_not_train_seeds_begun_seed_by_seed(seed_studies, tmp_path):
+  by_seed = pathlib.Path(shutil.copytree(seed_studies[0], tmp_path / 'study'))
+  shutil.rmtree(by_seed / 'resnet8_seed1' / 'checkpoints' / '6')
+  with pytest.raises(ConfigError, match='resnet8_seed0, resnet8_seed1 of resnet8 trained seed '
+                     'by seed, not all finished; finish them .*seeds_in_one_program=False'):
+    study.train_runs(one_depth_two_seeds_config(), by_seed)
+
+
+@pytest.mark.slow
+def test_only_process_0_writes_the_results(study_copy, monkeypatch, capsys):
+  for name in (study.RESULTS_CSV, study.RESULTS_MD, study.RESPONSES_CSV, study.FIGURE6_PNG,
+               study.FIGURE7_PNG):
+    (study_copy / name).unlink()
+  monkeypatch.setattr(jax, 'process_index', lambda: 1)
+  verdict = study.run_study(synthetic_smoke_config(), str(study_copy))
+  assert len(verdict) == 3 and capsys.readouterr().out.count('finished, skipped') == 4
+  assert sorted(path.name for path in study_copy.iterdir()) == sorted(SMOKE_RUNS)

@@ -30,15 +30,27 @@ class TrainedRun:
     return augment.normalize(images, augment.per_pixel_mean(self.splits.train_images))
 
 
-def load_trained_run(workdir: epath.PathLike) -> TrainedRun:
-  """The run in `workdir` at its latest checkpoint, with the data its config names."""
+def load_trained_run(workdir: epath.PathLike, seed: int | None = None) -> TrainedRun:
+  """The run in `workdir` at its latest checkpoint, with the data its config names.
+
+  A workdir that trained several seeds at once (num_replicas > 1) holds one net per seed:
+  `seed` picks it, and the TrainedRun's config is that seed's own (num_replicas 1).
+  """
   workdir = epath.Path(workdir)
   config = ml_collections.ConfigDict(json.loads((workdir / CONFIG_FILE).read_text()))
-  splits = data.load_dataset(config.data)
-  model = train.build_model(config, splits.num_classes)
+  seeds = train.replica_seeds(config) if 'num_replicas' in config else [config.seed]
+  if seed is None and len(seeds) == 1:
+    seed = config.seed
+  if seed not in seeds:
+    raise ValueError(f'{workdir} trained seeds {seeds}, not {seed}; pass one of them as seed.')
   step, (state, _) = checkpoints.load_latest_arrays(workdir)
   variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
-  return TrainedRun(config, model, variables, step, splits)
+  if len(seeds) > 1:  # The trainer stacks the replicas' state on a leading axis.
+    variables = jax.tree.map(lambda leaf: leaf[seeds.index(seed)], variables)
+    config.seed, config.num_replicas = seed, 1
+  splits = data.load_dataset(config.data)
+  return TrainedRun(config, train.build_model(config, splits.num_classes), variables, step,
+                    splits)
 
 
 def latest_checkpoint_step(workdir: epath.PathLike) -> int | None:
