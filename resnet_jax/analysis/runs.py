@@ -60,6 +60,6 @@ def load_study(study_dir: epath.PathLike) -> pd.DataFrame:
   twice = folders[folders.run.duplicated(keep=False)]
   if len(twice):
     name = twice.run.iloc[0]
-    raise ValueError(f'{name} was trained twice, in {" and ".join(twice.workdir[twice.run == name])}'
-                     f'; move one of them out of {study_dir}.')
+    where = ' and '.join(twice.workdir[twice.run == name])
+    raise ValueError(f'{name} was trained twice, in {where}; move one of them out of {study_dir}.')
   return runs
