@@ -1,10 +1,12 @@
-"""Orbax checkpoints of the train state: verified on restore, never loaded partial or
-corrupt, and never mixed with another model's run."""
+"""Orbax checkpoints of the train state (and of a streamed input's position): verified on
+restore, never loaded partial or corrupt, and never mixed with another model's run."""
+import json
 import logging
 import time
 
 import jax
 import jax.numpy as jnp
+import grain.checkpoint
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
@@ -80,7 +82,27 @@ def load_latest_arrays(workdir: epath.PathLike) -> tuple[int, list]:
 
 
 def _handlers() -> dict:
-  return {'state': ocp.StandardCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()}
+  # 'data': each process's input iterator state, one file per process (grain's handler).
+  return {'state': ocp.StandardCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler(),
+          'data': grain.checkpoint.CheckpointHandler()}
+
+
+class _DataState:
+  """A frozen copy of an input iterator's state, in the form grain's orbax handler saves and
+  restores. The handler asks for the state when the async save runs, by which time the
+  training loop has moved the iterator on: hence the copy."""
+
+  def __init__(self, state=None):
+    self.state = state
+
+  def get_state(self) -> bytes:
+    return json.dumps(self.state).encode()
+
+  def set_state(self, state: bytes) -> None:
+    self.state = json.loads(state)
+
+  def start_prefetch(self) -> None:
+    """Called by the handler after a restore; the real iterator starts when it is used."""
 
 
 class Checkpoints:
@@ -104,11 +126,16 @@ class Checkpoints:
     self.manager = self._open()
     self._refuse_other_model(overwrite)
 
-  def restore_latest(self, state):
-    """The latest good saved state, or `state` unchanged when there is none."""
+  def restore_latest(self, state, restore_data_state=None):
+    """The latest good saved state, or `state` unchanged when there is none.
+
+    `restore_data_state`, when given, receives the input state saved with it.
+    """
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
         restored = self._restore_verified(step, state)
+        if restore_data_state is not None:
+          restore_data_state(self._restore_data_state(step))
       except CorruptCheckpointError as error:
         self._set_aside(step, error)
         continue
@@ -125,11 +152,14 @@ class Checkpoints:
     """Whether `step` is one of the periodic saves."""
     return step % self.every_steps == 0
 
-  def save(self, step: int, state) -> None:
-    """Starts an async save of `state` at `step`, with its layout and checksums."""
+  def save(self, step: int, state, data_state=None) -> None:
+    """Starts an async save of `state` at `step`, with its layout and checksums, and of
+    this process's input state `data_state` (JSON-serializable) when there is one."""
     meta = {**self.fingerprint, 'layout': _layout(state), 'checksums': state_checksums(state)}
-    args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-    self.manager.save(step, args=args, force=True)
+    items = dict(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+    if data_state is not None:
+      items['data'] = grain.checkpoint.CheckpointSave(_DataState(data_state))
+    self.manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def close(self) -> None:
     self.manager.wait_until_finished()
@@ -169,6 +199,23 @@ class Checkpoints:
     if 'checksums' in meta and state_checksums(restored) != meta['checksums']:
       raise CorruptCheckpointError('its arrays do not match the checksums saved with them')
     return restored
+
+  def _restore_data_state(self, step: int):
+    saved = self.directory / str(step) / 'data'
+    this_process = saved / f'process_{jax.process_index()}-of-{jax.process_count()}.json'
+    if not this_process.exists():
+      others = sorted(path.name for path in saved.glob('process_*.json'))
+      raise CheckpointMismatchError(
+          f'{self.directory} (step {step}) holds no input position for process '
+          f'{jax.process_index()} of {jax.process_count()} (it has {others or "none"}): it was '
+          'saved by a run with another number of processes, or without a streamed input. '
+          'Nothing was changed; resume with the number of processes that wrote it.')
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          data=grain.checkpoint.CheckpointRestore(_DataState())))['data']
+    except Exception as error:  # A damaged JSON file.
+      raise CorruptCheckpointError(f'its input position does not load: {error}') from error
+    return restored.state
 
   def _refuse_other_model(self, overwrite: bool) -> None:
     step = self.manager.latest_step()

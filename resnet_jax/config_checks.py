@@ -22,7 +22,7 @@ CHOICES = {'dtype': ('float32', 'bfloat16'), 'shortcut': ('A', 'B', 'C'),
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for the first thing in `config` a run cannot do."""
-  _check_model(config.model)
+  _check_model(config.model, config.num_replicas)
   for key, allowed in CHOICES.items():
     if config[key] not in allowed:
       raise ConfigError(f'{key}={config[key]!r} is not one of {allowed}; set --config.{key} '
@@ -63,17 +63,16 @@ def check_workdir(workdir: epath.PathLike, required_bytes: int) -> None:
         '--config.keep_checkpoints.')
 
 
-def _check_model(name: str) -> None:
+def _check_model(name: str, num_replicas) -> None:
   try:
     spec = models.parse(name)
   except ValueError as error:
     raise ConfigError(f'model: {error}') from None
-  if spec.dataset != 'cifar':
-    cifar_nets = ', '.join(n for n in models.names() if models.parse(n).dataset == 'cifar')
+  if spec.dataset == 'imagenet' and num_replicas != 1:
     raise ConfigError(
-        f'model={name!r} is an ImageNet net (Table 1, 224x224 images), but the trainer trains '
-        'on whole CIFAR-scale data sets; the ImageNet input is not wired into it yet '
-        f'(experiments/imagenet.py). Pick a CIFAR net of depth 6n+2: {cifar_nets}.')
+        f'num_replicas={num_replicas}: the ImageNet nets train one net per run on streamed '
+        'images (one input iterator); train seeds as separate runs (--config.seed), or use '
+        'num_replicas with the CIFAR nets, whose data sets sit on the devices.')
 
 
 def _is_whole(value, minimum: int) -> bool:
@@ -123,6 +122,7 @@ def _check_schedule(optimizer: ml_collections.ConfigDict, num_train_steps: int) 
 
 def _check_batches_divide(config) -> None:
   mesh = sharding.make_mesh(config.mesh.to_dict())
+  sharding.check_replicas_divide(config.num_replicas, mesh)
   for key in ('batch_size', 'eval_batch_size'):
     sharding.check_batch_divides(config[key], mesh, key)
 

@@ -1,11 +1,13 @@
-"""The data set placed on the accelerator once, for training and evaluation in jit."""
+"""The on-device input of the CIFAR nets: a whole data set placed on the accelerator once,
+batches gathered, augmented and normalized inside the jitted step (data/augment.py)."""
 import flax
 import jax
+import ml_collections
 import numpy as np
 
-from resnet_jax import sharding
-from resnet_jax.data import ArraySplits
-from resnet_jax.data.augment import per_pixel_mean
+from resnet_jax import data, sharding
+from resnet_jax.data import ArraySplits, augment
+from resnet_jax.errors import ConfigError
 
 
 @flax.struct.dataclass
@@ -37,6 +39,39 @@ def to_device(splits: ArraySplits, mesh, eval_batch_size: int) -> DeviceData:
       splits.eval_images, splits.eval_labels.astype(np.int32), eval_batch_size)
   host = DeviceData(
       train_images=splits.train_images, train_labels=splits.train_labels.astype(np.int32),
-      mean=per_pixel_mean(splits.train_images), eval_images=eval_images,
+      mean=augment.per_pixel_mean(splits.train_images), eval_images=eval_images,
       eval_labels=eval_labels, eval_mask=eval_mask)
   return jax.tree.map(lambda array: sharding.put_replicated(mesh, array), host)
+
+
+class OnDeviceFeed:
+  """The trainer's input for whole data sets (feeds.Feed): the same on-device arrays every
+  dispatch, and a batch that is a function of (key, step) alone (Section 4.2 augmentation)."""
+  streamed = False
+
+  def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
+    self.splits = data.load_dataset(config.data)
+    if config.batch_size > len(self.splits.train_images):
+      raise ConfigError(f'batch_size={config.batch_size} is larger than the '
+                        f'{len(self.splits.train_images)} training images; lower it or raise '
+                        'data.train_fraction.')
+    self.batch_size, self.augment = config.batch_size, config.data.augment
+    self.data = to_device(self.splits, mesh, config.eval_batch_size)
+    self.shardings = jax.tree.map(lambda _: sharding.replicated(mesh), self.data)
+    self.num_classes = self.splits.num_classes
+    self.image_shape = self.splits.train_images.shape[1:]
+    self.eval_split = self.splits.eval_split
+
+  def train_inputs(self) -> DeviceData:
+    return self.data
+
+  def train_batch(self, data_keys, inputs: DeviceData, step, index):
+    del index  # Every step of a dispatch reads the same arrays.
+    return augment.train_batch(*data_keys, step, inputs.train_images, inputs.train_labels,
+                               inputs.mean, self.batch_size, self.augment)
+
+  def data_state(self):
+    return None  # A batch depends on (seed, step) alone: nothing to checkpoint.
+
+  def log_extras(self) -> dict:
+    return {}

@@ -1,8 +1,11 @@
-"""The training loop: sharded jit over a device mesh, on-device data, orbax checkpoints.
+"""The training loop: sharded jit over a device mesh and orbax checkpoints, fed by one of
+two inputs behind one interface (feeds.py): CIFAR-scale data sets held on the devices, or
+ImageNet images streamed from the hosts.
 
 `num_replicas` > 1 trains that many copies of the net at once (seeds `seed`, `seed + 1`,
-...), vmapped over a leading replica axis, so small nets fill an accelerator; each
-replica follows exactly the data order, augmentation and init of its own seed.
+...), vmapped over a leading replica axis that the mesh's `replica` axis splits over groups
+of devices, so small nets fill an accelerator or a pod; each replica follows exactly the
+data order, augmentation and init of its own seed.
 """
 import dataclasses
 import functools
@@ -17,10 +20,10 @@ from etils import epath
 from flax import linen as nn
 from jax import lax
 
-from resnet_jax import (checkpoints, config_checks, console, data, device_data, models, optim,
-                        sharding)
+from resnet_jax import (checkpoints, config_checks, console, feeds, models, optim, sharding,
+                        stream_eval)
 from resnet_jax.data import augment
-from resnet_jax.errors import ConfigError, Preempted
+from resnet_jax.errors import Preempted
 from resnet_jax.metric_logging import MetricLogger
 from resnet_jax.nonfinite import NonFiniteGuard
 from resnet_jax.preemption import PreemptionWatcher
@@ -44,34 +47,27 @@ class Setup:
   """What a run builds before its first step; the loop and the benchmark share it."""
   config: ml_collections.ConfigDict
   mesh: jax.sharding.Mesh
-  splits: data.ArraySplits
+  feed: feeds.Feed
   model: nn.Module
   optimizer: optax.GradientTransformation
-  dataset: device_data.DeviceData
   init: Callable[[], Any]  # The initial train state of every replica.
   abstract_state: Any
   state_shardings: Any
-  data_shardings: Any
 
 
 def build(config: ml_collections.ConfigDict) -> Setup:
-  """Checks `config`, loads the data onto the mesh and builds the model and optimizer."""
+  """Checks `config`, opens its input on the mesh and builds the model and optimizer."""
   config_checks.validate(config)
   mesh = sharding.make_mesh(config.mesh.to_dict())
-  splits = data.load_dataset(config.data)
-  if config.batch_size > len(splits.train_images):
-    raise ConfigError(f'batch_size={config.batch_size} is larger than the {len(splits.train_images)} '
-                      'training images; lower it or raise data.train_fraction.')
-  model = build_model(config, splits.num_classes)
+  feed = feeds.open_feed(config, mesh)
+  model = build_model(config, feed.num_classes)
   optimizer = optim.make_optimizer(config.optimizer, config.batch_size)
-  dataset = device_data.to_device(splits, mesh, config.eval_batch_size)
-  init_one = functools.partial(init_state, model, optimizer,
-                               image_shape=splits.train_images.shape[1:])
+  init_one = functools.partial(init_state, model, optimizer, image_shape=feed.image_shape)
   init = functools.partial(_per_replica(init_one, config.num_replicas), _seed_keys(config))
   abstract_state = jax.eval_shape(init)
-  return Setup(config, mesh, splits, model, optimizer, dataset, init, abstract_state,
-               state_shardings=sharding.state_sharding(mesh, abstract_state),
-               data_shardings=jax.tree.map(lambda _: sharding.replicated(mesh), dataset))
+  return Setup(config, mesh, feed, model, optimizer, init, abstract_state,
+               state_shardings=sharding.state_sharding(mesh, abstract_state,
+                                                       config.num_replicas))
 
 
 def initial_state(setup: Setup):
@@ -83,8 +79,9 @@ def initial_state(setup: Setup):
 
 
 def make_train_fn(setup: Setup):
-  """A jitted function running `steps_per_dispatch` steps of every replica on on-device
-  batches: (state, metrics, dataset, reset_metrics) -> (state, metrics, nonfinite_steps).
+  """A jitted function running `steps_per_dispatch` steps of every replica on the batches
+  of the feed's train inputs: (state, metrics, inputs, reset_metrics) -> (state, metrics,
+  nonfinite_steps).
 
   Train metrics accumulate beside the state (reset when `reset_metrics`), so a checkpoint
   carries the running averages and a resumed run logs exactly what an uninterrupted
@@ -93,45 +90,58 @@ def make_train_fn(setup: Setup):
   config = setup.config
   batch_sharding = sharding.batch_sharding(setup.mesh)
 
-  def one_step(data_keys, dataset, carry, _):
+  def one_step(data_keys, inputs, carry, index):
     state, metrics = carry
-    images, labels = augment.train_batch(
-        *data_keys, state.step, dataset.train_images, dataset.train_labels, dataset.mean,
-        config.batch_size, config.data.augment)
+    images, labels = setup.feed.train_batch(data_keys, inputs, state.step, index)
     images = lax.with_sharding_constraint(images, batch_sharding)
     labels = lax.with_sharding_constraint(labels, batch_sharding)
     state, step_metrics = train_step(state, images, labels, model=setup.model,
                                      optimizer=setup.optimizer)
     return (state, metrics.merge(TrainMetrics.from_step(**step_metrics))), None
 
-  def run_replica(seed_key, state, metrics, dataset, reset_metrics):
+  def run_replica(seed_key, state, metrics, inputs, reset_metrics):
     metrics = jax.tree.map(lambda x: jnp.where(reset_metrics, jnp.zeros_like(x), x), metrics)
     skipped_before = metrics.skipped_steps.total
     data_keys = jax.random.split(jax.random.fold_in(seed_key, 1))  # Shuffle, augment.
-    step_fn = functools.partial(one_step, data_keys, dataset)
+    step_fn = functools.partial(one_step, data_keys, inputs)
     if config.steps_per_dispatch == 1:
       # XLA:CPU runs conv gradients inside a while loop ~10-20x slower than outside one.
-      state, metrics = step_fn((state, metrics), None)[0]
+      state, metrics = step_fn((state, metrics), 0)[0]
     else:
-      (state, metrics), _ = lax.scan(step_fn, (state, metrics), None,
-                                     length=config.steps_per_dispatch)
+      (state, metrics), _ = lax.scan(step_fn, (state, metrics),
+                                     jnp.arange(config.steps_per_dispatch))
     return state, metrics, metrics.skipped_steps.total - skipped_before
 
   run_replicas = _per_replica(run_replica, config.num_replicas, in_axes=(0, 0, 0, None, None))
   seed_keys = _seed_keys(config)
 
-  def run(state, metrics, dataset, reset_metrics):
-    state, metrics, nonfinite = run_replicas(seed_keys, state, metrics, dataset, reset_metrics)
+  def run(state, metrics, inputs, reset_metrics):
+    state, metrics, nonfinite = run_replicas(seed_keys, state, metrics, inputs, reset_metrics)
     return state, metrics, jnp.sum(nonfinite)
 
   replicated = sharding.replicated(setup.mesh)
   return jax.jit(run, donate_argnums=(0, 1),
-                 in_shardings=(setup.state_shardings, replicated, setup.data_shardings, replicated),
+                 in_shardings=(setup.state_shardings, replicated, setup.feed.shardings,
+                               replicated),
                  out_shardings=(setup.state_shardings, replicated, replicated))
 
 
+def make_evaluator(setup: Setup) -> Callable[[Any], list[dict]]:
+  """state -> the eval metrics of every replica, one dict each: the on-device eval split,
+  or the streamed validation images' center crops."""
+  config = setup.config
+  if setup.feed.streamed:
+    source = setup.feed.source
+    scorer = stream_eval.make_scorer(setup.model, source.mean, source.std)
+    return functools.partial(stream_eval.evaluate, scorer, setup.mesh, source, 'center',
+                             config.eval_batch_size)
+  eval_fn = make_eval_fn(setup)
+  return lambda state: _computed(eval_fn(state, setup.feed.data), config.num_replicas)
+
+
 def make_eval_fn(setup: Setup):
-  """A jitted function evaluating every replica on the whole (padded, masked) eval split."""
+  """A jitted function evaluating every replica on the whole (padded, masked) on-device eval
+  split: (state, data) -> EvalMetrics."""
   batch_sharding = sharding.batch_sharding(setup.mesh)
 
   def run_replica(state, dataset):
@@ -145,7 +155,7 @@ def make_eval_fn(setup: Setup):
     return metrics
 
   run = _per_replica(run_replica, setup.config.num_replicas, in_axes=(0, None))
-  return jax.jit(run, in_shardings=(setup.state_shardings, setup.data_shardings),
+  return jax.jit(run, in_shardings=(setup.state_shardings, setup.feed.shardings),
                  out_shardings=sharding.replicated(setup.mesh))
 
 
@@ -163,7 +173,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       workdir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints,
       fingerprint=checkpoints.model_fingerprint(config.model, setup.abstract_state.params),
       overwrite=config.overwrite)
-  state, train_metrics = ckpt.restore_latest(initial_state(setup))
+  state, train_metrics = ckpt.restore_latest(
+      initial_state(setup),
+      restore_data_state=setup.feed.restore_data_state if setup.feed.streamed else None)
   start_step = int(jnp.max(state.step))
   logger = MetricLogger(workdir, resume_step=start_step)
   logger.write_config(config.to_json_best_effort(indent=2))
@@ -180,7 +192,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogger, state,
                 train_metrics, step: int) -> dict:
   config = setup.config
-  train_fn, eval_fn = make_train_fn(setup), make_eval_fn(setup)
+  train_fn, evaluate = make_train_fn(setup), make_evaluator(setup)
   schedule = optim.learning_rate_schedule(config.optimizer, config.batch_size)
   progress = console.Progress(step, config.num_train_steps)
   preemption = PreemptionWatcher()
@@ -188,31 +200,37 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
   results = {}
   reset = step % config.log_every_steps == 0  # The checkpointed averages were logged.
   while step < config.num_train_steps:
-    state, train_metrics, nonfinite_steps = train_fn(state, train_metrics, setup.dataset, reset)
+    state, train_metrics, nonfinite_steps = train_fn(state, train_metrics,
+                                                     setup.feed.train_inputs(), reset)
     step += config.steps_per_dispatch
     guard.after_dispatch(step, nonfinite_steps)
     progress.tick(step)
     last = step == config.num_train_steps
     reset = step % config.log_every_steps == 0 or last
     if reset:
-      extra = {'learning_rate': float(schedule(step - 1)), **progress.report(step)}
-      results['train'] = _write(logger, config, step, 'train', train_metrics, extra)
+      extra = {'learning_rate': float(schedule(step - 1)), **progress.report(step),
+               **setup.feed.log_extras()}
+      rows = _computed(train_metrics, config.num_replicas)
+      results['train'] = _write(logger, config, step, 'train', rows, extra)
       _warn_about_skipped_steps(results['train'], step)
     if step % config.eval_every_steps == 0 or last:
-      split = setup.splits.eval_split
-      results[split] = _write(logger, config, step, split, eval_fn(state, setup.dataset))
+      split = setup.feed.eval_split
+      results[split] = _write(logger, config, step, split, evaluate(state))
     stop = preemption.should_stop()
     if stop or last or ckpt.is_due(step):
       guard.check_now()
-      ckpt.save(step, (state, train_metrics))
+      ckpt.save(step, (state, train_metrics), data_state=setup.feed.data_state())
     if stop and not last:
       raise Preempted(step)
   return results
 
 
 def _per_replica(fn: Callable, num_replicas: int, in_axes=0) -> Callable:
-  """`fn` itself for one replica, else `fn` vmapped over a leading replica axis."""
-  return fn if num_replicas == 1 else jax.vmap(fn, in_axes=in_axes)
+  """`fn` itself for one replica, else `fn` vmapped over a leading replica axis, which the
+  sharding constraints inside `fn` place on the mesh's replica axis."""
+  if num_replicas == 1:
+    return fn
+  return jax.vmap(fn, in_axes=in_axes, spmd_axis_name=sharding.REPLICA_AXIS)
 
 
 def _seed_keys(config: ml_collections.ConfigDict) -> jax.Array:
@@ -229,14 +247,17 @@ def _empty_metrics(num_replicas: int) -> TrainMetrics:
   return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_replicas,) + x.shape), metrics)
 
 
-def _write(logger: MetricLogger, config, step: int, split: str, metrics, extra=None):
+def _computed(metrics, num_replicas: int) -> list[dict]:
+  """The values of clu metrics (with a leading replica axis when several), one dict each."""
+  if num_replicas == 1:
+    return [metrics.compute()]
+  values = jax.vmap(lambda replica: replica.compute())(metrics)
+  return [jax.tree.map(lambda v, r=r: v[r], values) for r in range(num_replicas)]
+
+
+def _write(logger: MetricLogger, config, step: int, split: str, rows: list[dict], extra=None):
   """Logs each replica's metrics; returns them (a list when there are several replicas)."""
-  if config.num_replicas == 1:
-    rows, seeds = [metrics.compute()], [None]
-  else:
-    values = jax.vmap(lambda replica: replica.compute())(metrics)
-    rows = [jax.tree.map(lambda v, r=r: v[r], values) for r in range(config.num_replicas)]
-    seeds = replica_seeds(config)
+  seeds = [None] if config.num_replicas == 1 else replica_seeds(config)
   rows = [{**{name: float(v) for name, v in row.items()}, **(extra or {})} for row in rows]
   for seed, row in zip(seeds, rows):
     logger.write(step, split, row, seed=seed)

@@ -74,17 +74,13 @@ def test_imagenet_data_config_is_accepted_by_the_streaming_input(tmp_path):
   assert batch['images'].shape == (2, 224, 224, 3)
 
 
-@pytest.mark.parametrize('process_count, expected', [(1, 256), (4, 64), (8, 32)])
-def test_per_host_batch_is_the_global_batch_split_over_hosts(monkeypatch, process_count,
-                                                             expected):
-  monkeypatch.setattr(jax, 'process_count', lambda: process_count)
-  assert imagenet.per_host_batch_size(imagenet.get_config('resnet50')) == expected
-
-
-def test_per_host_batch_refuses_a_batch_that_does_not_split(monkeypatch):
-  monkeypatch.setattr(jax, 'process_count', lambda: 3)
-  with pytest.raises(data.DataError, match='does not split evenly over 3 hosts'):
-    imagenet.per_host_batch_size(imagenet.get_config('resnet50'))
+def test_imagenet_defaults_are_the_papers_augmentation_and_bn_groups():
+  config = imagenet.get_config('resnet50')
+  assert (config.data.normalization, config.data.color_augmentation) == ('per_pixel', 0.1)
+  assert config.bn_group_size == 32 and config.batch_size % config.bn_group_size == 0
+  assert (config.dtype, config.num_replicas) == ('bfloat16', 1)
+  variant = imagenet.get_config('resnet50,per_channel')
+  assert (variant.data.normalization, variant.data.color_augmentation) == ('per_channel', 0)
 
 
 @pytest.mark.parametrize('arg, message', [
