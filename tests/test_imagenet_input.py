@@ -1,7 +1,6 @@
 """Tests of the streamed ImageNet input on tiny generated ILSVRC trees, synthetic images and
 TFDS mock data: batches, the augmentation of Section 3.4, determinism across host counts,
 resuming, the cached mean, the eval views and the error messages."""
-import io
 import json
 import math
 import os
@@ -12,6 +11,8 @@ import pytest
 from PIL import Image
 
 from resnet_jax.data import DataError, imagenet, imagenet_stats
+from resnet_jax.data.fake_images import CLASSES, encoded, smooth_image
+from resnet_jax.data.fake_images import write_ilsvrc_tree as make_tree
 from resnet_jax.data.imagenet_augment import PCA_EIGENVECTORS, random_window, resized_size
 from resnet_jax.data.imagenet_decode import decoded, opened
 from resnet_jax.data.imagenet_eval import bucket_shape, ten_crops
@@ -19,38 +20,6 @@ from resnet_jax.data.imagenet_eval import bucket_shape, ten_crops
 # Small crops keep the tests fast; the defaults are the paper's 224 / [256, 480] / 256.
 SMALL = dict(crop_size=8, train_resize_range=(10, 16), eval_resize_size=10, eval_scales=(8, 12),
              num_workers=0)
-CLASSES = ('n01', 'n02', 'n03')
-SIZES = ((16, 12), (40, 30), (30, 40), (20, 20), (24, 16))  # (width, height)
-
-
-def smooth_image(width: int, height: int, seed: int) -> np.ndarray:
-  rows, columns = np.mgrid[0:height, 0:width]
-  base = np.random.default_rng(seed).integers(0, 100, 3)
-  return np.stack([base[0] + 3 * rows, base[1] + 3 * columns, base[2] + rows + columns],
-                  -1).clip(0, 255).astype(np.uint8)
-
-
-def encoded(image: np.ndarray, mode: str = 'RGB', image_format: str = 'JPEG') -> bytes:
-  buffer = io.BytesIO()
-  Image.fromarray(image).convert(mode).save(buffer, format=image_format, quality=95)
-  return buffer.getvalue()
-
-
-def make_tree(root, images_per_class: dict[str, int]):
-  """An ILSVRC tree: split/<wnid>/<wnid>_<i>.JPEG, images of SIZES in turn; train/n01 holds
-  a grayscale JPEG, a CMYK JPEG and a PNG named .JPEG."""
-  special = {0: ('L', 'JPEG'), 1: ('CMYK', 'JPEG'), 2: ('RGB', 'PNG')}
-  for split, count in images_per_class.items():
-    for label, wnid in enumerate(CLASSES):
-      folder = root / split / wnid
-      folder.mkdir(parents=True)
-      for i in range(count):
-        width, height = SIZES[(i + label) % len(SIZES)]
-        mode, image_format = special.get(i, ('RGB', 'JPEG')) if (
-            split, wnid) == ('train', 'n01') else ('RGB', 'JPEG')
-        (folder / f'{wnid}_{i}.JPEG').write_bytes(
-            encoded(smooth_image(width, height, 10 * label + i), mode, image_format))
-  return root
 
 
 @pytest.fixture(scope='module')

@@ -33,6 +33,7 @@ from PIL import Image
 from resnet_jax.data import augment, imagenet, imagenet_pipeline
 from resnet_jax.data.arrays import ArraySplits
 from resnet_jax.data.decode import default_num_workers
+from resnet_jax.data.fake_images import write_ilsvrc_tree
 from resnet_jax.data.folder import (archive_files, folder_files, load_image_archive,
                                     load_image_folder)
 from resnet_jax.data.image_tree import select_images
@@ -253,19 +254,11 @@ def _generated_archive(num_images: int, destination: Path) -> Path:
 def _generated_ilsvrc_folder(num_images: int, root: Path) -> Path:
   """An ILSVRC folder of about `num_images` photo-like JPEGs (smooth gradients and grain,
   about 90 KB each like ILSVRC's), 10 classes, a fifth of them in val/."""
-  rng = np.random.default_rng(0)
-  width, height = IMAGENET_SIZE
-  rows, columns = np.mgrid[0:height, 0:width]
-  for index in range(num_images):
-    split = 'val' if index // 10 % 5 == 4 else 'train'
-    folder = root / split / f'n{index % 10:08d}'
-    folder.mkdir(parents=True, exist_ok=True)
-    slopes = rng.uniform(0.1, 0.6, 3)
-    image = np.stack([slopes[0] * columns, slopes[1] * rows, slopes[2] * (rows + columns)], -1)
-    image += rng.normal(0, 20, image.shape)
-    Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(
-        folder / f'{index:06d}.JPEG', format='JPEG', quality=90)
-  return root
+  per_class = max(2, num_images // 10)
+  val = max(1, per_class // 5)
+  return write_ilsvrc_tree(root, {'train': per_class - val, 'val': val},
+                           classes=[f'n{label:08d}' for label in range(10)],
+                           sizes=[IMAGENET_SIZE], odd_files=False, grain=20, quality=90)
 
 
 def _write_archive(named_files: list[tuple[str, bytes]], destination: Path) -> Path:
