@@ -1,18 +1,22 @@
-"""Figures 6 and 7 of the paper for the runs of a study, as matplotlib Figures.
+"""Figures 6 and 7 of the paper (Figure 4 for ImageNet nets) for the runs of a study, as
+matplotlib Figures.
 
 Figures are built with matplotlib's object API, not pyplot: no display or GUI backend is
 needed, `figure.savefig(path)` writes them headless, and a notebook shows them inline.
 """
 import pandas as pd
 
+from resnet_jax.analysis.paper import CIFAR_TABLE6, PaperResults
+
 FAMILY_TITLES = {'plain': 'plain', 'resnet': 'ResNet'}  # Legend names, as in the paper: ResNet-56.
 PANEL_TITLES = {'plain': 'plain nets', 'resnet': 'ResNets'}
 
 
-def figure6(runs: pd.DataFrame):
-  """Figure 6: error (%) vs iterations of the runs in `runs` (as from load_study); dashed:
-  training error, bold: eval (test) error; plain nets left, ResNets right, on the same axes,
-  one colour per depth. Seeds of a net are averaged."""
+def figure6(runs: pd.DataFrame, paper: PaperResults = CIFAR_TABLE6):
+  """Figure 6 (or `paper.figure`, Figure 4 for ImageNet nets): error (%) vs iterations of the
+  runs in `runs` (as from load_study); dashed: training error, bold: eval (test or validation)
+  error; plain nets left, ResNets right, on the same axes, one colour per depth. Seeds of a net
+  are averaged."""
   from matplotlib.figure import Figure
   figure = Figure(figsize=(11, 4.5), layout='constrained')
   axes = figure.subplots(1, 2, sharex=True, sharey=True)
@@ -30,7 +34,8 @@ def figure6(runs: pd.DataFrame):
     ax.grid(alpha=0.3)
     if ax.lines:
       ax.legend()
-  figure.suptitle(f'Figure 6: dashed = training error, bold = {"/".join(eval_splits)} error')
+  figure.suptitle(f'{paper.figure}: dashed = training error, bold = {"/".join(eval_splits)} '
+                  'error')
   return figure
 
 

@@ -1,13 +1,11 @@
-"""The degradation verdict (Section 4.2): does the deeper plain net train worse, and the deeper
-residual net better? A pure function of a results table, so it can be checked on any table."""
+"""The degradation verdict (Sections 4.1 and 4.2): does the deeper plain net train worse, and
+the deeper residual net better? A pure function of a results table, so it can be checked on
+any table."""
 import dataclasses
 
 import pandas as pd
 
-# Figure 6 compares the nets over 64k iterations, and their errors still fall steeply before the
-# first lr drop at 32k (Section 4.2): a comparison of nets trained for less says nothing about
-# degradation.
-MIN_STEPS_FOR_A_VERDICT = 32_000
+from resnet_jax.analysis.paper import CIFAR_TABLE6, PaperResults
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,14 +53,14 @@ def compare_depths(table: pd.DataFrame) -> list[DepthComparison]:
   return comparisons
 
 
-def verdict(table: pd.DataFrame) -> list[str]:
+def verdict(table: pd.DataFrame, paper: PaperResults = CIFAR_TABLE6) -> list[str]:
   """The sentences of compare_depths for `table` (from summarize), led by a warning when
   its nets trained too few steps for the comparison to mean anything."""
   sentences = [comparison.sentence() for comparison in compare_depths(table)]
   steps = int(table.step.min()) if len(table) else 0
-  if sentences and steps < MIN_STEPS_FOR_A_VERDICT:
+  if sentences and steps < paper.min_steps:
     sentences.insert(0, f'Too few steps to mean anything: the nets trained {steps:,} steps, '
-                        f'the paper 64,000 (Figure 6), and a verdict needs at least '
-                        f'{MIN_STEPS_FOR_A_VERDICT:,}; what follows only shows that the study '
+                        f'the paper {paper.steps:,} ({paper.figure}), and a verdict needs at '
+                        f'least {paper.min_steps:,}; what follows only shows that the study '
                         f'runs end to end.')
   return sentences
