@@ -20,10 +20,9 @@ Measured: `:smoke,jpeg` on 2 shared CPU cores: 2 min 16 s end to end, every file
 steps make it a plumbing check whose verdict means nothing. The default and full studies:
 nothing yet.
 """
-import importlib.util
-import pathlib
-
 import ml_collections
+
+from resnet_jax.config_files import sibling_config
 
 STUDY_VARIANTS = ('full', 'smoke')
 DEFAULT_DEPTHS = (20, 56)
@@ -40,7 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                      "--config.depths='(20, 56)' or the full variant.")
   if set(STUDY_VARIANTS) <= set(variants):
     raise ValueError(f'full and smoke exclude each other in {arg!r}; use one of them.')
-  cifar10 = _sibling_config('cifar10')
+  cifar10 = sibling_config(__file__, 'cifar10')
   base_variants = [v for v in variants if v != 'full']
   try:
     base = cifar10.get_config(','.join(base_variants))
@@ -66,12 +65,3 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.base.data.validation_size = 500
     config.base.eval_every_steps = 10
   return config
-
-
-def _sibling_config(name: str):
-  # Config files are loaded by path, not as a package: load the sibling the same way.
-  path = pathlib.Path(__file__).with_name(f'{name}.py')
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module

@@ -1,19 +1,24 @@
 """The degradation study (Section 4.2): trains plain and residual CIFAR nets at several depths,
-several seeds each, then writes Table 6, Figures 6 and 7 and the verdict beside them.
+several seeds each, then writes Table 6, Figures 6 and 7 and the verdict beside them; for
+ImageNet nets (Section 4.1), Table 2 and Figure 4 (Figure 7's layer responses are CIFAR-only).
 
   python -m resnet_jax.study --config=experiments/degradation.py --workdir=/tmp/degradation
+  python -m resnet_jax.study --config=experiments/figure4.py --workdir=/tmp/figure4
 
 With several seeds, each net's seeds train as one program (`num_replicas` = seeds, sharded
 over the mesh's `replica` axis) in a folder per net, e.g. `plain56_seeds0-4`; with
 `--config.seeds_in_one_program=False`, one run after another in a folder per seed
 (`plain56_seed0`, ...). Either way the analysis reads one run per seed, so the results are
-the same. A rerun skips finished programs and resumes interrupted ones (the trainer resumes
+the same. The streamed ImageNet input trains one net per run, so there seeds always go one
+after another. A rerun skips finished programs and resumes interrupted ones (the trainer resumes
 by itself). On several processes (`--distributed`) every process trains, process 0 writes
 the results. Progress and the verdict go to stdout, the trainer's logs to stderr.
 """
 import copy
 import functools
 import math
+import pathlib
+import shutil
 
 import jax
 import ml_collections
@@ -22,6 +27,7 @@ from absl import app
 from etils import epath
 
 from resnet_jax import analysis, models, train
+from resnet_jax.data import fake_images
 from resnet_jax.errors import ConfigError
 from resnet_jax.metric_logging import METRICS_FILE
 
@@ -29,8 +35,13 @@ RESULTS_CSV = 'results.csv'
 RESULTS_MD = 'results.md'
 RESPONSES_CSV = 'layer_responses.csv'
 FIGURE6_PNG = 'figure6.png'
+FIGURE4_PNG = 'figure4.png'  # Figure 6's error curves for ImageNet nets.
+CURVES_PNG = {'cifar': FIGURE6_PNG, 'imagenet': FIGURE4_PNG}
 FIGURE7_PNG = 'figure7.png'
+GENERATED_IMAGES = 'generated_images'  # The ILSVRC folder of config.generated_images.
 FAMILIES = ('plain', 'resnet')
+STUDIED_NETS = {'cifar': 'CIFAR nets of depth 6n+2 (20, 32, 44, 56, 110, ...)',
+                'imagenet': 'ImageNet nets of depth 18, 34, 50, 101 or 152'}
 
 
 def planned_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
@@ -39,11 +50,15 @@ def planned_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.
   `seeds_in_one_program` is off or there is one seed."""
   if config.seeds < 1:
     raise ConfigError(f'seeds must be at least 1 (runs per net), got {config.seeds}.')
+  one_program = config.seeds_in_one_program and config.seeds > 1
+  if one_program and studied_dataset(config) != 'cifar':
+    raise ConfigError('The streamed ImageNet input trains one net per run, not several seeds '
+                      'at once; set --config.seeds_in_one_program=False.')
   runs = {}
   for depth in config.depths:
     for family in FAMILIES:
       net = f'{family}{depth}'
-      if config.seeds_in_one_program and config.seeds > 1:
+      if one_program:
         runs[f'{net}_seeds0-{config.seeds - 1}'] = program_config(config, net)
       else:
         for seed in range(config.seeds):
@@ -53,17 +68,25 @@ def planned_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.
 
 def run_config(config: ml_collections.ConfigDict, net: str,
                seed: int) -> ml_collections.ConfigDict:
-  """The base config with the net and seed of one run, and the warm-up of deep nets."""
+  """The base config with the net and seed of one run, and the warm-up of deep nets (where
+  the study config has a `deep_warmup`)."""
   spec = models.parse(net)
-  if spec.dataset != 'cifar':
-    raise ConfigError(f'The study trains CIFAR nets of depth 6n+2 (20, 32, 44, 56, 110, ...), '
-                     f'got depth {spec.depth}; fix --config.depths.')
+  dataset = studied_dataset(config)
+  if spec.dataset != dataset:
+    raise ConfigError(f'The study trains {STUDIED_NETS[dataset]}, got depth {spec.depth}; fix '
+                      '--config.depths.')
   run = copy.deepcopy(config.base)
   run.model = net
   run.seed = seed
-  if spec.depth >= config.deep_warmup.min_depth:
-    run.optimizer.warmup_steps = config.deep_warmup.steps
+  warmup = config.get('deep_warmup')
+  if warmup and spec.depth >= warmup.min_depth:
+    run.optimizer.warmup_steps = warmup.steps
   return run
+
+
+def studied_dataset(config: ml_collections.ConfigDict) -> str:
+  """'cifar' or 'imagenet': the nets of the study's base config."""
+  return models.parse(config.base.model).dataset
 
 
 # One program per net, not per depth: plain and residual nets of a depth share a parameter
@@ -152,20 +175,46 @@ def layer_responses(runs: pd.DataFrame, num_images: int, batch_size: int) -> pd.
 
 
 def write_results(config: ml_collections.ConfigDict, study_dir: epath.Path) -> list[str]:
-  """Writes the table, the figures and the layer responses of the runs in `study_dir`;
-  returns the verdict's sentences. Every process computes them (restoring checkpoints
-  synchronizes the processes); only process 0 writes."""
+  """Writes the table and the figures of the runs in `study_dir` beside the paper's, and for
+  CIFAR nets the layer responses; returns the verdict's sentences. Every process computes them
+  (restoring checkpoints synchronizes the processes); only process 0 writes."""
+  dataset = studied_dataset(config)
+  paper = analysis.PAPER_RESULTS[dataset]
   runs = analysis.load_study(study_dir)
-  table = analysis.summarize(analysis.final_errors(runs))
-  verdict = analysis.verdict(table)
-  responses = layer_responses(runs, config.figure7.num_images, config.figure7.batch_size)
+  table = analysis.summarize(analysis.final_errors(runs), paper)
+  verdict = analysis.verdict(table, paper)
+  # Figure 7 measures the nets on CIFAR's in-memory eval images; the streamed input has none.
+  responses = (layer_responses(runs, config.figure7.num_images, config.figure7.batch_size)
+               if dataset == 'cifar' else None)
   if jax.process_index() == 0:
     (study_dir / RESULTS_CSV).write_text(table.to_csv(index=False))
-    (study_dir / RESULTS_MD).write_text(analysis.results_markdown(table, verdict))
-    (study_dir / RESPONSES_CSV).write_text(responses.to_csv(index=False))
-    _save_figure(analysis.figure6(runs), study_dir / FIGURE6_PNG)
-    _save_figure(analysis.figure7(responses), study_dir / FIGURE7_PNG)
+    (study_dir / RESULTS_MD).write_text(analysis.results_markdown(table, verdict, paper))
+    _save_figure(analysis.figure6(runs, paper), study_dir / CURVES_PNG[dataset])
+    if responses is not None:
+      (study_dir / RESPONSES_CSV).write_text(responses.to_csv(index=False))
+      _save_figure(analysis.figure7(responses), study_dir / FIGURE7_PNG)
   return verdict
+
+
+def with_generated_images(config: ml_collections.ConfigDict,
+                          study_dir: epath.Path) -> ml_collections.ConfigDict:
+  """`config` training on the ILSVRC folder of generated images its `generated_images` asks
+  for (written once, to STUDY_DIR/generated_images), or `config` as it is if it asks none."""
+  generated = config.get('generated_images')
+  if not generated:
+    return config
+  root = pathlib.Path(study_dir) / GENERATED_IMAGES
+  if not root.exists():  # Written aside and renamed: an interrupted write is not mistaken for it.
+    partial = root.with_name(f'{GENERATED_IMAGES}.partial')
+    shutil.rmtree(partial, ignore_errors=True)
+    fake_images.write_ilsvrc_tree(
+        partial, {'train': generated.train_per_class, 'val': generated.val_per_class},
+        classes=[f'n{label:08d}' for label in range(generated.num_classes)],
+        sizes=generated.sizes)
+    partial.rename(root)
+  config = copy.deepcopy(config)
+  config.base.data.source, config.base.data.path = 'folder', str(root)
+  return config
 
 
 def _save_figure(figure, path: epath.Path) -> None:
@@ -176,12 +225,18 @@ def _save_figure(figure, path: epath.Path) -> None:
 def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   """Trains what is missing, writes the results and prints the verdict, which it returns."""
   study_dir = epath.Path(workdir)
+  config = with_generated_images(config, study_dir)
   train_runs(config, study_dir)
   verdict = write_results(config, study_dir)
   if jax.process_index() != 0:
     return verdict
-  print(f'Wrote {RESULTS_MD}, {RESULTS_CSV}, {FIGURE6_PNG}, {FIGURE7_PNG} and {RESPONSES_CSV} '
-        f'to {study_dir}.')
+  dataset = studied_dataset(config)
+  if dataset == 'cifar':
+    print(f'Wrote {RESULTS_MD}, {RESULTS_CSV}, {FIGURE6_PNG}, {FIGURE7_PNG} and {RESPONSES_CSV} '
+          f'to {study_dir}.')
+  else:
+    print(f'Wrote {RESULTS_MD}, {RESULTS_CSV} and {CURVES_PNG[dataset]} to {study_dir}; no '
+          f'{FIGURE7_PNG} (layer responses are measured on CIFAR nets only).')
   print('Verdict (final training error):' if verdict else
         'Verdict: needs two depths of a family to compare.')
   for sentence in verdict:

@@ -8,6 +8,7 @@ from clu import parameter_overview
 
 import cifar10
 import degradation
+import figure4
 import imagenet
 from resnet_jax import data, optim, train
 
@@ -28,7 +29,8 @@ def parameter_count(config) -> int:
 
 @pytest.mark.parametrize('path', sorted(EXPERIMENTS.glob('*.py')), ids=lambda p: p.name)
 def test_each_config_opens_with_its_command_and_what_was_measured(path):
-  modules = {'cifar10.py': cifar10, 'degradation.py': degradation, 'imagenet.py': imagenet}
+  modules = {'cifar10.py': cifar10, 'degradation.py': degradation, 'figure4.py': figure4,
+             'imagenet.py': imagenet}
   module = modules[path.name]
   assert 'python -m resnet_jax.' in module.__doc__ and f'experiments/{path.name}' in module.__doc__
   assert 'Measured:' in module.__doc__
