@@ -22,7 +22,7 @@ CHOICES = {'dtype': ('float32', 'bfloat16'), 'shortcut': ('A', 'B', 'C'),
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for the first thing in `config` a run cannot do."""
-  _check_model(config.model, config.num_replicas)
+  _check_model(config)
   for key, allowed in CHOICES.items():
     if config[key] not in allowed:
       raise ConfigError(f'{key}={config[key]!r} is not one of {allowed}; set --config.{key} '
@@ -63,16 +63,27 @@ def check_workdir(workdir: epath.PathLike, required_bytes: int) -> None:
         '--config.keep_checkpoints.')
 
 
-def _check_model(name: str, num_replicas) -> None:
+def _check_model(config) -> None:
   try:
-    spec = models.parse(name)
+    spec = models.parse(config.model)
   except ValueError as error:
     raise ConfigError(f'model: {error}') from None
-  if spec.dataset == 'imagenet' and num_replicas != 1:
+  streamed_data = 'crop_size' in config.data  # The ImageNet input's keys, not CIFAR's.
+  if spec.dataset == 'imagenet' and not streamed_data:
     raise ConfigError(
-        f'num_replicas={num_replicas}: the ImageNet nets train one net per run on streamed '
-        'images (one input iterator); train seeds as separate runs (--config.seed), or use '
-        'num_replicas with the CIFAR nets, whose data sets sit on the devices.')
+        f'model={config.model!r} is an ImageNet net (Table 1, 224x224 crops), but this config '
+        f'holds a CIFAR-scale data set; train it with experiments/imagenet.py:{config.model}, '
+        'or pick a CIFAR net of depth 6n+2 (resnet20, resnet56, ...).')
+  if spec.dataset == 'cifar' and streamed_data:
+    raise ConfigError(
+        f'model={config.model!r} is a CIFAR net (Section 4.2, 32x32 images), but this config '
+        f'streams ImageNet; train it with experiments/cifar10.py:{config.model}, or pick an '
+        'ImageNet net (plain18, plain34, resnet18/34/50/101/152).')
+  if spec.dataset == 'imagenet' and config.num_replicas != 1:
+    raise ConfigError(
+        f'num_replicas={config.num_replicas}: the ImageNet nets train one net per run on '
+        'streamed images (one input iterator); train seeds as separate runs (--config.seed), '
+        'or use num_replicas with the CIFAR nets, whose data sets sit on the devices.')
 
 
 def _is_whole(value, minimum: int) -> bool:

@@ -1,24 +1,15 @@
 """Command line entry point: `python -m resnet_jax.main --config=... --workdir=...`."""
-import logging
-import os
 import re
 import sys
 
-import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from resnet_jax import console, errors, train
+from resnet_jax import commands, errors, train
 
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. experiments/cifar10.py:resnet20.',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Where checkpoints and metrics go; a run resumes from it.')
-flags.DEFINE_bool('distributed', False,
-                  'Call jax.distributed.initialize() (auto-detected on Cloud TPU pods and SLURM; '
-                  'implied by a JAX_COORDINATOR_ADDRESS environment variable).')
-flags.DEFINE_string('coordinator_address', None, 'HOST:PORT of process 0 (implies --distributed).')
-flags.DEFINE_integer('num_processes', None, 'Number of processes (with --coordinator_address).')
-flags.DEFINE_integer('process_id', None, 'This process (with --coordinator_address).')
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
 
@@ -60,24 +51,10 @@ def _unknown_config_key(message: str, argv: list[str]) -> str:
 
 
 def main(argv, task=train.train_and_evaluate):
-  """Joins the other processes if asked, then runs task(config, workdir) (the trainer, or
-  resnet_jax.study's run_study), exiting with a stopped run's status."""
+  """Runs task(config, workdir): the trainer, or resnet_jax.study's run_study."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  console.quiet_libraries()
-  if FLAGS.distributed or FLAGS.coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS'):
-    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  if jax.process_count() > 1:
-    logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
-                 jax.devices())
-  try:
-    task(FLAGS.config, FLAGS.workdir)
-  except errors.RunError as stopped:
-    logging.error('%s', stopped)
-    sys.exit(stopped.exit_code)
-  except KeyboardInterrupt:  # Once training runs, Ctrl-C saves first (preemption.py).
-    logging.error('Interrupted (Ctrl-C) before training started or without saving.')
-    sys.exit(130)
+  commands.run(task, FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == '__main__':

@@ -7,6 +7,7 @@ import logging
 import time
 
 import jax
+import ml_collections
 from etils import epath
 
 METRICS_FILE = 'metrics.jsonl'
@@ -74,6 +75,15 @@ class MetricLogger:
     kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
     if len(kept) != len(lines):
       _replace_file(self.path, ''.join(line + '\n' for line in kept))
+
+
+def read_config(workdir: epath.PathLike) -> ml_collections.ConfigDict:
+  """The config a run in `workdir` was trained with (its config.json)."""
+  path = epath.Path(workdir) / CONFIG_FILE
+  if not path.exists():
+    raise FileNotFoundError(f'{path} does not exist: {workdir} holds no run; train one there '
+                            'first (python -m resnet_jax.main --workdir=...).')
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
 def _step_of(line: str) -> int | None:

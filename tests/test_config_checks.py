@@ -28,8 +28,8 @@ def _config(**overrides):
 @pytest.mark.parametrize('overrides, message', [
     ({'model': 'resnett20'}, "Unknown model 'resnett20'. Did you mean resnet20"),
     ({'model': 'resnet21'}, "'resnet21': depth must be 6n+2 for CIFAR nets"),
-    ({'model': 'resnet50'}, "model='resnet50' is an ImageNet net (Table 1, 224x224 images), but "
-                            'the trainer trains on whole CIFAR-scale data sets'),
+    ({'model': 'resnet50'}, "model='resnet50' is an ImageNet net (Table 1, 224x224 crops), but "
+                            'this config holds a CIFAR-scale data set'),
     ({'batch_size': 0}, 'batch_size=0 must be a positive whole number'),
     ({'eval_batch_size': -500}, 'eval_batch_size=-500 must be a positive whole number'),
     ({'keep_checkpoints': 0}, 'keep_checkpoints=0 must be a positive whole number'),
@@ -58,9 +58,18 @@ def test_invalid_config_is_refused_with_its_message(overrides, message):
   assert message in str(error.value)
 
 
+def test_replicas_must_share_evenly_over_the_replica_groups(monkeypatch):
+  mesh = types.SimpleNamespace(shape={'replica': 4, 'data': 2})
+  monkeypatch.setattr(sharding, 'make_mesh', lambda _: mesh)
+  config_checks.validate(_config(num_replicas=8))
+  with pytest.raises(errors.ConfigError, match=r'num_replicas=6 nets cannot be shared evenly by '
+                                               r'the 4 replica groups of the mesh'):
+    config_checks.validate(_config(num_replicas=6))
+
+
 def test_eval_batch_must_divide_over_the_data_axis(monkeypatch):
-  monkeypatch.setattr(sharding, 'make_mesh', lambda _: types.SimpleNamespace(shape={'data': 3}))
-  with pytest.raises(errors.ConfigError, match="eval_batch_size=500 does not divide over the 3 "
+  monkeypatch.setattr(sharding, 'make_mesh', lambda _: types.SimpleNamespace(shape={'replica': 1, 'data': 3}))
+  with pytest.raises(errors.ConfigError, match="eval_batch_size=512 does not divide over the 3 "
                      "devices of the mesh's 'data' axis; use a multiple of 3"):
     config_checks.validate(_config(batch_size=33))
 
@@ -106,7 +115,8 @@ def _main(workdir, config, *flags):
      "Config error: --config.modle=resnet20: the config has no key 'modle'. "
      'Did you mean "model" instead of "modle"?'),
     ('experiments/cifar10.py:smoke', '--config.model=resnet50',
-     "model='resnet50' is an ImageNet net"),
+     "model='resnet50' is an ImageNet net (Table 1, 224x224 crops), but this config holds a "
+     'CIFAR-scale data set; train it with experiments/imagenet.py:resnet50'),
     ('experiments/cifar10.py:smoke', '--config.batch_size=7',
      "batch_size=7 does not divide over the 2 devices of the mesh's 'data' axis; use a "
      'multiple of 2.'),

@@ -1,5 +1,6 @@
 """The experiment configs: they resolve, build the paper's nets and carry its recipes."""
 import pathlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -10,9 +11,10 @@ import cifar10
 import degradation
 import figure4
 import imagenet
-from resnet_jax import data, optim, train
+from resnet_jax import config_checks, data, optim, train
 
-EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / 'experiments'
+REPO = pathlib.Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / 'experiments'
 IMAGENET_NETS = {'plain18': (18, False), 'plain34': (34, False), 'resnet18': (18, True),
                  'resnet34': (34, True), 'resnet50': (50, True), 'resnet101': (101, True),
                  'resnet152': (152, True)}
@@ -125,3 +127,13 @@ def test_degradation_passes_cifar10_variants_to_every_run():
 def test_degradation_config_errors(arg, message):
   with pytest.raises(ValueError, match=message):
     degradation.get_config(arg)
+
+
+def test_every_config_in_the_scale_docs_passes_the_trainers_checks():
+  """The launch examples of docs/running_at_scale.md name configs the trainer accepts."""
+  text = (REPO / 'docs' / 'running_at_scale.md').read_text()
+  modules = {'cifar10': cifar10, 'imagenet': imagenet}
+  examples = set(re.findall(r'experiments/(cifar10|imagenet)\.py:([\w,]+)', text))
+  assert ('imagenet', 'resnet50') in examples
+  for name, variants in examples:
+    config_checks.validate(modules[name].get_config(variants))

@@ -28,9 +28,11 @@ WALL_CLOCK_FIELDS = ('time', 'steps_per_sec', 'eta_seconds')
 
 
 def start_main(workdir, *flags, devices: int = 1, config: str = 'smoke',
-               through_launcher: bool = False, compilation_cache=None) -> subprocess.Popen:
-  """Starts `python -m resnet_jax.main` (or `launch/local.sh`) with TINY_FLAGS, less those
-  `flags` set again, and `flags` on `devices` fake CPU devices; its stdout carries stderr.
+               through_launcher: bool = False, compilation_cache=None,
+               experiment: str = 'cifar10.py', base_flags=TINY_FLAGS) -> subprocess.Popen:
+  """Starts `python -m resnet_jax.main` (or `launch/local.sh`) on experiments/`experiment`
+  with `base_flags`, less those `flags` set again, and `flags` on `devices` fake CPU devices;
+  its stdout carries stderr.
 
   `compilation_cache`: a folder for JAX's persistent compilation cache, so that runs of
   the same programs skip compiling (the compiled code, and so the numbers, are the same).
@@ -41,14 +43,14 @@ def start_main(workdir, *flags, devices: int = 1, config: str = 'smoke',
     env.update(JAX_COMPILATION_CACHE_DIR=str(compilation_cache),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
-  config_arg = f'{REPO}/experiments/cifar10.py:{config}'
+  config_arg = f'{REPO}/experiments/{experiment}:{config}'
   if through_launcher:
     command = ['bash', str(REPO / 'launch' / 'local.sh'), '--python', sys.executable,
                config_arg, str(workdir)]
   else:
     command = [sys.executable, '-m', 'resnet_jax.main', f'--config={config_arg}',
                f'--workdir={workdir}']
-  return subprocess.Popen([*command, *_last_of_each(TINY_FLAGS + flags)], cwd=REPO, env=env,
+  return subprocess.Popen([*command, *_last_of_each(tuple(base_flags) + flags)], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -1,0 +1,38 @@
+"""What the command lines of resnet_jax (train, study, evaluate) share: the flags that join a
+run's processes (jax.distributed), a quiet console, and one exit status per way a run stops."""
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+import jax
+from absl import flags
+
+from resnet_jax import console, errors
+
+flags.DEFINE_bool('distributed', False,
+                  'Call jax.distributed.initialize() (auto-detected on Cloud TPU pods and SLURM; '
+                  'implied by a JAX_COORDINATOR_ADDRESS environment variable).')
+flags.DEFINE_string('coordinator_address', None, 'HOST:PORT of process 0 (implies --distributed).')
+flags.DEFINE_integer('num_processes', None, 'Number of processes (with --coordinator_address).')
+flags.DEFINE_integer('process_id', None, 'This process (with --coordinator_address).')
+FLAGS = flags.FLAGS
+
+
+def run(task: Callable, *args) -> None:
+  """Joins the other processes if asked, then runs task(*args), exiting with a stopped run's
+  status (errors.py) and its message in one line."""
+  console.quiet_libraries()
+  if FLAGS.distributed or FLAGS.coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS'):
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  if jax.process_count() > 1:
+    logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
+                 jax.devices())
+  try:
+    task(*args)
+  except errors.RunError as stopped:
+    logging.error('%s', stopped)
+    sys.exit(stopped.exit_code)
+  except KeyboardInterrupt:  # Once training runs, Ctrl-C saves first (preemption.py).
+    logging.error('Interrupted (Ctrl-C) before training started or without saving.')
+    sys.exit(130)

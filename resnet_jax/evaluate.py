@@ -1,0 +1,101 @@
+"""Evaluates a run's latest checkpoint on its validation images the ways the paper tests its
+ImageNet nets:
+
+  python -m resnet_jax.evaluate --workdir=/tmp/resnet50 --config.eval.mode=10crop
+
+Modes: center (the center 224 crop of the image resized to shorter side 256), 10crop (the 4
+corners, the center and their flips; Tables 2 and 3) and multiscale (whole images at shorter
+sides 224, 256, 384, 480 and 640, fully convolutional; Table 4). Every validation image counts
+once over all hosts. Prints the top-1 and top-5 errors and writes WORKDIR/eval_<mode>.json.
+Run it on every host of a multi-host job, with the same flags as the trainer's
+(--distributed or --coordinator_address/--num_processes/--process_id).
+"""
+import json
+import logging
+
+import jax
+import ml_collections
+from absl import app, flags
+from etils import epath
+from ml_collections import config_flags
+
+from resnet_jax import checkpoints, commands, stream_eval, train
+from resnet_jax.errors import ConfigError, WorkdirError
+from resnet_jax.metric_logging import read_config
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The evaluation's flags (--config.eval.mode=10crop, ...)."""
+  placeholder = ml_collections.config_dict.placeholder
+  return ml_collections.ConfigDict(dict(
+      eval=dict(mode='center',  # One of stream_eval.MODES.
+                batch_size=0),  # Images a step over all hosts; 0: the run's eval_batch_size.
+      # Where the data lives now, when it moved since training (None: as trained).
+      data=dict(path=placeholder(str), data_dir=placeholder(str), cache_dir=placeholder(str))))
+
+
+def evaluate_run(eval_config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The errors of the run in `workdir`, at its latest checkpoint, with the views of
+  eval_config.eval.mode; process 0 also writes them to WORKDIR/eval_<mode>.json."""
+  workdir = epath.Path(workdir)
+  mode = eval_config.eval.mode
+  if mode not in stream_eval.MODES:
+    raise ConfigError(f'eval.mode={mode!r} is not one of {stream_eval.MODES}; e.g. '
+                      '--config.eval.mode=10crop.')
+  config = _trained_config(workdir, eval_config)
+  setup = train.build(config)
+  if not setup.feed.streamed:
+    raise ConfigError(f'{workdir} holds a {config.model} run, evaluated on its whole test set '
+                      'during training (metrics.jsonl); 10-crop and multi-scale testing are the '
+                      'ImageNet protocol of Tables 2-4, for the ImageNet nets.')
+  step, state = _latest_state(workdir, setup)
+  source = setup.feed.source
+  scorer = stream_eval.make_scorer(setup.model, source.mean, source.std)
+  [metrics] = stream_eval.evaluate(scorer, setup.mesh, source, mode,
+                                   eval_config.eval.batch_size or config.eval_batch_size, state)
+  result = {'step': step, 'mode': mode, **metrics}
+  logging.info('%s at step %d, %s testing: top-1 error %.2f%%, top-5 error %.2f%% (%d images)',
+               config.model, step, mode, 100 * metrics['error'], 100 * metrics['top5_error'],
+               metrics['images'])
+  if jax.process_index() == 0:
+    (workdir / f'eval_{mode}.json').write_text(json.dumps(result, indent=2))
+  return result
+
+
+def _trained_config(workdir: epath.Path, eval_config) -> ml_collections.ConfigDict:
+  try:
+    config = read_config(workdir)
+  except FileNotFoundError as error:
+    raise WorkdirError(str(error)) from None
+  for key, value in eval_config.data.items():
+    if value is not None:
+      config.data[key] = value
+  return config
+
+
+def _latest_state(workdir: epath.Path, setup: train.Setup):
+  if not (workdir / checkpoints.CHECKPOINT_DIR).exists():
+    raise WorkdirError(f'{workdir} has no checkpoints to evaluate; train first.')
+  ckpt = checkpoints.Checkpoints(
+      workdir, every_steps=setup.config.checkpoint_every_steps, keep=setup.config.keep_checkpoints,
+      fingerprint=checkpoints.model_fingerprint(setup.config.model, setup.abstract_state.params))
+  try:
+    step = ckpt.latest_step()
+    if step is None:
+      raise WorkdirError(f'{ckpt.directory} holds no complete checkpoint; train first.')
+    return step, ckpt.restore_latest(train.initial_state(setup))[0]
+  finally:
+    ckpt.close()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  commands.run(evaluate_run, flags.FLAGS.config, flags.FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  config_flags.DEFINE_config_dict('config', default_config())
+  flags.DEFINE_string('workdir', None, 'The run to evaluate (its config.json and checkpoints).')
+  flags.mark_flags_as_required(['workdir'])
+  app.run(main)

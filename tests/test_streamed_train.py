@@ -1,0 +1,114 @@
+"""The trainer on streamed ImageNet-style input: a tiny generated ILSVRC folder (with the odd
+grayscale, CMYK and PNG-named-JPEG files), exact resume after a kill, 2 processes against 1,
+and the paper's 10-crop testing."""
+import signal
+import time
+
+import numpy as np
+import pytest
+
+import imagenet
+from resnet_jax import stream_eval, train
+from resnet_jax.data import fake_images
+from resnet_jax.faults.runs import (Running, final_state, metric_records, run_main,
+                                    start_main)
+from test_train import _free_port, assert_same_training
+
+STEPS = 6
+
+
+@pytest.fixture(scope='module')
+def stream_flags(tmp_path_factory):
+  """Flags training resnet18 for 6 steps of 8 on a tiny folder, checkpointed every 2."""
+  root = tmp_path_factory.mktemp('streamed')
+  tree = fake_images.write_ilsvrc_tree(root / 'ilsvrc', {'train': 8, 'val': 3})
+  return ('--config.data.source=folder', f'--config.data.path={tree}',
+          f'--config.data.cache_dir={root / "cache"}', '--config.data.num_workers=0',
+          f'--config.num_train_steps={STEPS}', '--config.batch_size=8',
+          '--config.eval_batch_size=4', '--config.log_every_steps=2',
+          f'--config.eval_every_steps={STEPS}', '--config.checkpoint_every_steps=2',
+          '--config.optimizer.learning_rate=0.01', '--config.optimizer.lr_boundaries=()')
+
+
+@pytest.fixture(scope='module')
+def compilation_cache(tmp_path_factory):
+  """Runs of the same programs share their compiled code (the numbers stay the same)."""
+  return tmp_path_factory.mktemp('compilation_cache')
+
+
+def run_streamed(workdir, flags, *extra, **options):
+  return run_main(workdir, *flags, *extra, experiment='imagenet.py', base_flags=(), **options)
+
+
+@pytest.fixture(scope='module')
+def streamed_run(tmp_path_factory, stream_flags, compilation_cache):
+  workdir = tmp_path_factory.mktemp('uninterrupted')
+  run_streamed(workdir, stream_flags, compilation_cache=compilation_cache)
+  return workdir
+
+
+def test_streamed_run_trains_and_evaluates_every_val_image(streamed_run):
+  records = metric_records(streamed_run)
+  train_records = [r for r in records if r['split'] == 'train']
+  assert [r['step'] for r in train_records] == [2, 4, 6]
+  assert all(r['unreadable_files'] == 0 for r in train_records)
+  [validation] = [r for r in records if r['split'] == 'validation']
+  assert validation['images'] == 3 * len(fake_images.CLASSES)
+  assert 0 <= validation['top5_error'] <= validation['error'] <= 1
+  assert final_state(streamed_run)[0] == STEPS
+
+
+@pytest.mark.slow
+def test_killed_streamed_run_resumes_reading_the_same_batches(tmp_path, stream_flags,
+                                                              streamed_run, compilation_cache):
+  """kill -9 after the first checkpoint; the rerun ends bit for bit like the uninterrupted run,
+  so it read exactly the batches that run read (the input position is in the checkpoint)."""
+  running = Running(start_main(tmp_path, *stream_flags, experiment='imagenet.py', base_flags=(),
+                               compilation_cache=compilation_cache))
+  deadline = time.monotonic() + 600
+  while not (tmp_path / 'checkpoints' / '2').exists() and running.process.poll() is None:
+    assert time.monotonic() < deadline, 'no checkpoint at step 2 within 10 minutes'
+    time.sleep(0.01)
+  running.process.kill()
+  assert running.finish().returncode == -signal.SIGKILL, 'the run ended before the kill'
+  assert (tmp_path / 'checkpoints' / '2' / 'data' / 'process_0-of-1.json').exists()
+  output = run_streamed(tmp_path, stream_flags, compilation_cache=compilation_cache)
+  assert 'Resumed' in output
+  assert_same_training(tmp_path, streamed_run, exact=True)
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_same_streamed_net_as_one(tmp_path, stream_flags, streamed_run):
+  """Each process loads half of every global batch; together they train the same net."""
+  address = f'127.0.0.1:{_free_port()}'
+  processes = [
+      run_streamed(tmp_path, stream_flags, f'--coordinator_address={address}',
+                   '--num_processes=2', f'--process_id={i}', wait=False)
+      for i in range(2)]
+  outputs = [p.communicate(timeout=600)[0] for p in processes]
+  assert all(p.returncode == 0 for p in processes), outputs[0][-3000:] + outputs[1][-3000:]
+  assert_same_training(tmp_path, streamed_run)
+  assert sorted(path.name for path in (tmp_path / 'checkpoints' / str(STEPS) / 'data').iterdir()
+                ) == ['process_0-of-2.json', 'process_1-of-2.json']
+
+
+def test_ten_crop_scores_are_the_average_of_the_ten_single_crop_scores(tmp_path):
+  """10-crop testing (Tables 2, 3) averages the softmax scores of the 10 views of each image."""
+  tree = fake_images.write_ilsvrc_tree(tmp_path / 'ilsvrc', {'train': 2, 'val': 3})
+  config = imagenet.get_config('smoke')
+  config.data.update(source='folder', path=str(tree), cache_dir=str(tmp_path / 'cache'))
+  setup = train.build(config)
+  source, state = setup.feed.source, train.initial_state(setup)[0]
+  scorer = stream_eval.make_scorer(setup.model, source.mean, source.std)
+  scores, labels = stream_eval.image_scores(scorer, setup.mesh, source, '10crop', 4, state)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  single_crop_scores = np.zeros_like(scores)
+  for batch in source.eval_iterator('10crop', 4, 0, 1):
+    assert batch['images'].shape[1] == 10
+    mask = batch['mask']
+    for view in range(10):
+      view_scores = np.asarray(scorer(variables, batch['images'][:, view:view + 1]))
+      single_crop_scores[batch['index'][mask]] += view_scores[mask] / 10
+  assert len(labels) == 3 * len(fake_images.CLASSES)
+  np.testing.assert_allclose(scores, single_crop_scores, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(scores, np.asarray(scorer(variables, batch['images'][:, :1]))[0])
