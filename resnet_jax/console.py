@@ -70,7 +70,7 @@ def describe_run(config: ml_collections.ConfigDict, params, workdir: epath.Path)
   warmup = (f', {optimizer.warmup_learning_rate} for the first {optimizer.warmup_steps} steps'
             if optimizer.warmup_steps else '')
   config_line = (
-      f'{config.model} (shortcut {config.shortcut}, {config.dtype}) on {config.data.name}, '
+      f'{config.model} (shortcut {config.shortcut}, {config.dtype}) on {_data(config.data)}, '
       f'batch {config.batch_size}, {config.num_train_steps:,} steps, lr {optimizer.learning_rate} '
       f'(x{optimizer.lr_decay:g} at {boundaries}{warmup}), weight decay '
       f'{optimizer.weight_decay:g}, {seeds}, {len(devices)} {devices[0].platform.upper()} '
@@ -84,6 +84,15 @@ def describe_run(config: ml_collections.ConfigDict, params, workdir: epath.Path)
                f'{config.checkpoint_every_steps:,} steps to {workdir / "checkpoints"}, metrics '
                f'to {workdir / METRICS_FILE}')
   return f'{config_line}\n{size_line}'
+
+
+def _data(data: ml_collections.ConfigDict) -> str:
+  """The data a run reads, as its config names it."""
+  if data.source in ('folder', 'archive'):
+    return f'{data.name} ({data.source} {data.path})'
+  if data.source == 'synthetic':
+    return 'synthetic images'
+  return data.name
 
 
 def finished_message(workdir: epath.Path, step: int) -> str:
