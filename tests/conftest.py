@@ -1,12 +1,27 @@
-"""Shared fixtures: the repository's paths and a decoded copy of the real CIFAR archive."""
+"""Shared fixtures: the repository's paths and a decoded copy of the real CIFAR archive; and one
+persistent compilation cache for every run of the session."""
+import atexit
+import os
 import pathlib
+import shutil
 import sys
+import tempfile
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CIFAR_ARCHIVE = REPO.parent / 'shared' / 'data' / 'cifar10-jpeg.tar.gz'
 sys.path.insert(0, str(REPO / 'experiments'))
+
+# The tests start dozens of training processes that compile the same tiny programs: they share
+# JAX's persistent compilation cache (set before anything imports JAX; subprocesses inherit it).
+# A program loaded from the cache is the compiled code itself, so the numbers stay the same.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _cache = tempfile.mkdtemp(prefix='resnet_jax_tests_compilation_cache_')
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+  os.environ.update(JAX_COMPILATION_CACHE_DIR=_cache,
+                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+                    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
 
 
 @pytest.fixture(scope='session')

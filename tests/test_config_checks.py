@@ -68,7 +68,8 @@ def test_replicas_must_share_evenly_over_the_replica_groups(monkeypatch):
 
 
 def test_eval_batch_must_divide_over_the_data_axis(monkeypatch):
-  monkeypatch.setattr(sharding, 'make_mesh', lambda _: types.SimpleNamespace(shape={'replica': 1, 'data': 3}))
+  mesh = types.SimpleNamespace(shape={'replica': 1, 'data': 3})
+  monkeypatch.setattr(sharding, 'make_mesh', lambda _: mesh)
   with pytest.raises(errors.ConfigError, match="eval_batch_size=512 does not divide over the 3 "
                      "devices of the mesh's 'data' axis; use a multiple of 3"):
     config_checks.validate(_config(batch_size=33))

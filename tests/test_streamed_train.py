@@ -30,20 +30,14 @@ def stream_flags(tmp_path_factory):
           '--config.optimizer.learning_rate=0.01', '--config.optimizer.lr_boundaries=()')
 
 
-@pytest.fixture(scope='module')
-def compilation_cache(tmp_path_factory):
-  """Runs of the same programs share their compiled code (the numbers stay the same)."""
-  return tmp_path_factory.mktemp('compilation_cache')
-
-
 def run_streamed(workdir, flags, *extra, **options):
   return run_main(workdir, *flags, *extra, experiment='imagenet.py', base_flags=(), **options)
 
 
 @pytest.fixture(scope='module')
-def streamed_run(tmp_path_factory, stream_flags, compilation_cache):
+def streamed_run(tmp_path_factory, stream_flags):
   workdir = tmp_path_factory.mktemp('uninterrupted')
-  run_streamed(workdir, stream_flags, compilation_cache=compilation_cache)
+  run_streamed(workdir, stream_flags)
   return workdir
 
 
@@ -60,11 +54,10 @@ def test_streamed_run_trains_and_evaluates_every_val_image(streamed_run):
 
 @pytest.mark.slow
 def test_killed_streamed_run_resumes_reading_the_same_batches(tmp_path, stream_flags,
-                                                              streamed_run, compilation_cache):
+                                                              streamed_run):
   """kill -9 after the first checkpoint; the rerun ends bit for bit like the uninterrupted run,
   so it read exactly the batches that run read (the input position is in the checkpoint)."""
-  running = Running(start_main(tmp_path, *stream_flags, experiment='imagenet.py', base_flags=(),
-                               compilation_cache=compilation_cache))
+  running = Running(start_main(tmp_path, *stream_flags, experiment='imagenet.py', base_flags=()))
   deadline = time.monotonic() + 600
   while not (tmp_path / 'checkpoints' / '2').exists() and running.process.poll() is None:
     assert time.monotonic() < deadline, 'no checkpoint at step 2 within 10 minutes'
@@ -72,7 +65,7 @@ def test_killed_streamed_run_resumes_reading_the_same_batches(tmp_path, stream_f
   running.process.kill()
   assert running.finish().returncode == -signal.SIGKILL, 'the run ended before the kill'
   assert (tmp_path / 'checkpoints' / '2' / 'data' / 'process_0-of-1.json').exists()
-  output = run_streamed(tmp_path, stream_flags, compilation_cache=compilation_cache)
+  output = run_streamed(tmp_path, stream_flags)
   assert 'Resumed' in output
   assert_same_training(tmp_path, streamed_run, exact=True)
 
