@@ -29,6 +29,26 @@ def test_train_benchmark_prints_every_column(capsys):
                       r'[\d.]+', row.strip()), row
 
 
+@pytest.mark.slow
+def test_replica_benchmark_times_one_program_against_as_many_processes(monkeypatch, capsys):
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
+  train_step.main(['--models', 'resnet8', '--batch-size', '8', '--steps', '2', '--num-train',
+                   '64', '--num-replicas', '2', '--mesh-replica', '2'])
+  out = capsys.readouterr().out
+  assert 'devices: jax: cpu x2' in out
+  program, processes = [re.split(r'\s{2,}', line.strip()) for line in out.splitlines()
+                        if line.startswith('resnet8')]
+  assert program[1] == 'jax (2 replicas on 2 groups)' and processes[1] == 'jax (2 processes)'
+  assert processes[7].endswith('MiB RSS (sum)')
+  for row in (program, processes):  # images/s counts both nets: 2 x batch 8 per step.
+    assert float(row[6]) == pytest.approx(2 * 8 / (float(row[5]) / 1000), rel=0.02, abs=1)
+
+
+def test_mesh_replica_must_divide_the_replicas():
+  with pytest.raises(SystemExit):
+    train_step.main(['--models', 'resnet8', '--num-replicas', '3', '--mesh-replica', '2'])
+
+
 def test_main_dispatches_data_to_the_data_benchmark(monkeypatch):
   from resnet_jax.bench import data
   calls = []

@@ -6,7 +6,12 @@ benchmarks/torch_resnet.py, timed in the same run. Each measurement runs in a fr
 process, so peak memory and compile caches belong to it alone.
 
   python -m resnet_jax.bench train [--models resnet20,plain56] [--batch-size 128] [--torch]
+  python -m resnet_jax.bench train --num-replicas K [--mesh-replica R]
   python -m resnet_jax.bench compile [--depths 20,56,110,1202]
+
+With --num-replicas K, the K seeds' nets train as one vmapped program, split over R replica
+groups of the devices; a second row times K single-seed processes on the same devices at
+once, for the total images/s of both ways to train K seeds.
 """
 import argparse
 import concurrent.futures
@@ -39,6 +44,8 @@ class Setting:
   scan_blocks: bool = False
   num_train: int = CIFAR_TRAIN_IMAGES
   num_replicas: int = 1
+  mesh_replica: int = 1
+  seed: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +61,8 @@ class Row:
   peak_memory: str
   schedule_steps: int
   replicas: int = 1  # Nets trained at once, each on its own batch.
+  peak_bytes: int = 0
+  timed_span: tuple[float, float] = (0.0, 0.0)  # Wall clock at the start and end of timing.
 
   @property
   def images_per_second(self) -> float:
@@ -71,8 +80,10 @@ def main(argv: list[str] | None = None) -> None:
   rows, notes = [], []
   for model in args.models:
     setting = Setting(model, args.batch_size, args.steps, args.dtype, args.steps_per_dispatch,
-                      args.scan_blocks, args.num_train, args.num_replicas)
+                      args.scan_blocks, args.num_train, args.num_replicas, args.mesh_replica)
     rows.append(_in_fresh_process(measure_jax, setting))
+    if setting.num_replicas > 1:
+      rows.append(measure_separate_processes(setting))
     if args.torch:
       for compile in (False, True)[:2 if args.torch_compile else 1]:
         try:
@@ -82,8 +93,9 @@ def main(argv: list[str] | None = None) -> None:
   print(render(rows, args, notes))
 
 
-def measure_jax(setting: Setting) -> Row:
-  """Compiles and times the trainer's train function for `setting`."""
+def measure_jax(setting: Setting, start_together=None) -> Row:
+  """Compiles and times the trainer's train function for `setting`; with a barrier as
+  `start_together`, starts timing when every process waiting on it has compiled."""
   import jax
 
   config, train_fn, state, metrics, dataset = _train_function(setting)
@@ -91,21 +103,52 @@ def measure_jax(setting: Setting) -> Row:
   compiled = train_fn.lower(state, metrics, dataset, True).compile()
   compile_seconds = time.perf_counter() - started
   state, metrics, _ = jax.block_until_ready(compiled(state, metrics, dataset, True))  # Warm-up.
+  if start_together is not None:
+    start_together.wait()
+  span_start = time.time()
   times = []
   for _ in range(-(-setting.steps // setting.steps_per_dispatch)):
     started = time.perf_counter()
     state, metrics, _ = jax.block_until_ready(compiled(state, metrics, dataset, False))
     times.append((time.perf_counter() - started) / setting.steps_per_dispatch)
 
+  span = (span_start, time.time())
   device = jax.devices()[0]
   stats = device.memory_stats() or {}
-  if 'peak_bytes_in_use' in stats:
-    peak = _mebibytes(stats['peak_bytes_in_use'])
-  else:
-    peak = f'{_mebibytes(_max_rss_bytes())} RSS'
+  peak_bytes = stats.get('peak_bytes_in_use') or _max_rss_bytes()
+  peak = _mebibytes(peak_bytes) + ('' if 'peak_bytes_in_use' in stats else ' RSS')
   return Row(setting.model, _jax_framework(setting), setting.dtype, setting.batch_size,
              f'{device.device_kind} x{jax.device_count()}', compile_seconds,
-             statistics.median(times), peak, config.num_train_steps, setting.num_replicas)
+             statistics.median(times), peak, config.num_train_steps, setting.num_replicas,
+             peak_bytes, span)
+
+
+def measure_separate_processes(setting: Setting) -> Row:
+  """K = `setting.num_replicas` single-seed runs (seeds 0..K-1) as K processes on the same
+  devices at once, each on all of them. Its step time is the wall time from the moment all
+  have compiled until the last one has done its timed steps, per step: the K nets' total
+  images/s while all K run. Peak memory is the sum of the K processes'."""
+  count = setting.num_replicas
+  single = [dataclasses.replace(setting, num_replicas=1, mesh_replica=1, seed=seed)
+            for seed in range(count)]
+  context = multiprocessing.get_context('spawn')
+  with context.Manager() as manager, concurrent.futures.ProcessPoolExecutor(
+      count, mp_context=context, initializer=_share_the_devices) as pool:
+    start_together = manager.Barrier(count)
+    rows = list(pool.map(measure_jax, single, [start_together] * count))
+  timed_steps = -(-setting.steps // setting.steps_per_dispatch) * setting.steps_per_dispatch
+  wall = max(row.timed_span[1] for row in rows) - min(row.timed_span[0] for row in rows)
+  peak_bytes = sum(row.peak_bytes for row in rows)
+  kind = ' RSS' if rows[0].peak_memory.endswith('RSS') else ''
+  return dataclasses.replace(
+      rows[0], framework=f'jax ({count} processes)', replicas=count,
+      compile_seconds=max(row.compile_seconds for row in rows), step_seconds=wall / timed_steps,
+      peak_bytes=peak_bytes, peak_memory=f'{_mebibytes(peak_bytes)}{kind} (sum)')
+
+
+def _share_the_devices() -> None:
+  # Without this each process on a GPU would reserve 75% of its memory at start.
+  os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
 
 def measure_torch(setting: Setting, compile: bool) -> Row:
@@ -154,6 +197,8 @@ def experiment_config(setting: Setting):
   config.steps_per_dispatch = setting.steps_per_dispatch
   config.scan_blocks = setting.scan_blocks
   config.num_replicas = setting.num_replicas
+  config.mesh.replica = setting.mesh_replica
+  config.seed = setting.seed
   config.data.source = 'synthetic'
   config.data.synthetic.num_train = setting.num_train
   config.data.synthetic.num_eval = config.eval_batch_size = setting.batch_size
@@ -227,7 +272,7 @@ def _train_function(setting: Setting):
 
   setup = train.build(experiment_config(setting))
   state, metrics = train.initial_state(setup)
-  return setup.config, train.make_train_fn(setup), state, metrics, setup.dataset
+  return setup.config, train.make_train_fn(setup), state, metrics, setup.feed.train_inputs()
 
 
 def _in_fresh_process(function, *args):
@@ -239,7 +284,8 @@ def _in_fresh_process(function, *args):
 def _jax_framework(setting: Setting) -> str:
   extras = [f'{setting.steps_per_dispatch} steps/dispatch'] if setting.steps_per_dispatch > 1 else []
   extras += ['scanned blocks'] if setting.scan_blocks else []
-  extras += [f'{setting.num_replicas} replicas'] if setting.num_replicas > 1 else []
+  if setting.num_replicas > 1:
+    extras.append(f'{setting.num_replicas} replicas on {setting.mesh_replica} groups')
   return 'jax' + (f' ({", ".join(extras)})' if extras else '')
 
 
@@ -272,7 +318,11 @@ def _train_flags(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument('--num-train', type=_positive, default=CIFAR_TRAIN_IMAGES,
                       help='synthetic train images on the device (default: as many as CIFAR-10)')
   parser.add_argument('--num-replicas', type=_positive, default=1,
-                      help='nets (seeds) trained at once, vmapped; images/s counts all of them')
+                      help='nets (seeds) trained at once, vmapped; images/s counts all of them; '
+                      'above 1, also times as many single-seed processes run at once')
+  parser.add_argument('--mesh-replica', type=_positive, default=1,
+                      help="device groups the replicas are split over (the mesh's replica "
+                      'axis); must divide --num-replicas and the device count')
   parser.add_argument('--torch', action='store_true',
                       help='also time benchmarks/torch_resnet.py, eager and torch.compile')
   parser.add_argument('--no-torch-compile', dest='torch_compile', action='store_false',
@@ -280,6 +330,9 @@ def _train_flags(argv: list[str] | None) -> argparse.Namespace:
   args = parser.parse_args(argv)
   if args.num_train < args.batch_size:
     parser.error(f'--num-train {args.num_train} must hold at least one batch of {args.batch_size}')
+  if args.num_replicas % args.mesh_replica:
+    parser.error(f'--mesh-replica {args.mesh_replica} must divide --num-replicas '
+                 f'{args.num_replicas}: each replica group trains as many nets')
   return args
 
 
