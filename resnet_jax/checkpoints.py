@@ -58,9 +58,9 @@ def state_checksums(tree) -> list[int]:
   return [int(np.asarray(value.addressable_data(0))) for value in _leaf_checksums(tree)]
 
 
-def load_latest_arrays(workdir: epath.PathLike) -> tuple[int, list]:
-  """The latest checkpoint in `workdir` as host arrays, on any number of devices and
-  without building the model.
+def load_latest_arrays(workdir: epath.PathLike, step: int | None = None) -> tuple[int, list]:
+  """The latest checkpoint in `workdir` (or the one of `step`) as host arrays, on any number
+  of devices and without building the model.
 
   Returns (step, [train_state, train_metrics]), each a nested dict of numpy arrays
   (`train_state['params']`, `['batch_stats']`, ...), for analysis and tests.
@@ -70,9 +70,10 @@ def load_latest_arrays(workdir: epath.PathLike) -> tuple[int, list]:
     raise FileNotFoundError(f'No checkpoints under {directory}; train with --workdir={workdir} first.')
   options = ocp.CheckpointManagerOptions(create=False, read_only=True)
   with ocp.CheckpointManager(directory, options=options, item_handlers=_handlers()) as manager:
-    step = manager.latest_step()
-    if step is None:
-      raise FileNotFoundError(f'{directory} holds no complete checkpoint.')
+    step = manager.latest_step() if step is None else step
+    if step not in manager.all_steps():
+      raise FileNotFoundError(f'{directory} holds no complete checkpoint'
+                              f'{"" if step is None else f" of step {step}"}.')
     # Restore onto one local device, whatever topology wrote the checkpoint.
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(lambda meta: jax.ShapeDtypeStruct(meta.shape, meta.dtype, sharding=device),

@@ -3,7 +3,6 @@ batch on the host (data/imagenet.py), the batch is assembled on the mesh, and no
 and color-shifted on the device. The iterator's position goes into every checkpoint, so a
 resumed run reads exactly the batches an uninterrupted one reads."""
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec

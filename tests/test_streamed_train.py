@@ -1,18 +1,14 @@
 """The trainer on streamed ImageNet-style input: a tiny generated ILSVRC folder (with the odd
 grayscale, CMYK and PNG-named-JPEG files), exact resume after a kill, 2 processes against 1,
 and the paper's 10-crop testing."""
-import signal
-import time
-
 import numpy as np
 import pytest
 
 import imagenet
 from resnet_jax import stream_eval, train
 from resnet_jax.data import fake_images
-from resnet_jax.faults.runs import (Running, final_state, metric_records, run_main,
-                                    start_main)
-from test_train import _free_port, assert_same_training
+from resnet_jax.faults.runs import (Running, assert_same_training, final_state, kill_after_save,
+                                    metric_records, run_main, run_processes, start_main)
 
 STEPS = 6
 
@@ -58,12 +54,7 @@ def test_killed_streamed_run_resumes_reading_the_same_batches(tmp_path, stream_f
   """kill -9 after the first checkpoint; the rerun ends bit for bit like the uninterrupted run,
   so it read exactly the batches that run read (the input position is in the checkpoint)."""
   running = Running(start_main(tmp_path, *stream_flags, experiment='imagenet.py', base_flags=()))
-  deadline = time.monotonic() + 600
-  while not (tmp_path / 'checkpoints' / '2').exists() and running.process.poll() is None:
-    assert time.monotonic() < deadline, 'no checkpoint at step 2 within 10 minutes'
-    time.sleep(0.01)
-  running.process.kill()
-  assert running.finish().returncode == -signal.SIGKILL, 'the run ended before the kill'
+  kill_after_save(running, tmp_path, step=2)
   assert (tmp_path / 'checkpoints' / '2' / 'data' / 'process_0-of-1.json').exists()
   output = run_streamed(tmp_path, stream_flags)
   assert 'Resumed' in output
@@ -73,13 +64,7 @@ def test_killed_streamed_run_resumes_reading_the_same_batches(tmp_path, stream_f
 @pytest.mark.slow
 def test_two_processes_train_the_same_streamed_net_as_one(tmp_path, stream_flags, streamed_run):
   """Each process loads half of every global batch; together they train the same net."""
-  address = f'127.0.0.1:{_free_port()}'
-  processes = [
-      run_streamed(tmp_path, stream_flags, f'--coordinator_address={address}',
-                   '--num_processes=2', f'--process_id={i}', wait=False)
-      for i in range(2)]
-  outputs = [p.communicate(timeout=600)[0] for p in processes]
-  assert all(p.returncode == 0 for p in processes), outputs[0][-3000:] + outputs[1][-3000:]
+  run_processes(tmp_path, *stream_flags, experiment='imagenet.py', base_flags=())
   assert_same_training(tmp_path, streamed_run)
   assert sorted(path.name for path in (tmp_path / 'checkpoints' / str(STEPS) / 'data').iterdir()
                 ) == ['process_0-of-2.json', 'process_1-of-2.json']

@@ -5,6 +5,8 @@ import json
 import os
 import pathlib
 import re
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -131,15 +133,51 @@ class Running:
     return Finished(self.process.returncode, ''.join(self._lines))
 
 
+def free_port() -> int:
+  """A TCP port on 127.0.0.1 that nothing listens on now, for a coordinator."""
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def run_processes(workdir, *flags, count: int = 2, **options) -> list[str]:
+  """Runs one training as `count` local processes joined through a coordinator (each with
+  start_main's `options`); returns their outputs, raising if any failed."""
+  address = f'127.0.0.1:{free_port()}'
+  processes = [start_main(workdir, *flags, f'--coordinator_address={address}',
+                          f'--num_processes={count}', f'--process_id={index}', **options)
+               for index in range(count)]
+  outputs = [process.communicate(timeout=600)[0] for process in processes]
+  if any(process.returncode for process in processes):
+    raise RuntimeError('A process failed:\n' + '\n'.join(output[-3000:] for output in outputs))
+  return outputs
+
+
+def kill_after_save(running: Running, workdir, step: int, timeout: float = 600) -> None:
+  """SIGKILLs the run as soon as its checkpoint of `step` is complete; raises if the run ends
+  before that or saves nothing within `timeout` seconds."""
+  saved = pathlib.Path(workdir) / checkpoints.CHECKPOINT_DIR / str(step)
+  deadline = time.monotonic() + timeout
+  while not saved.exists() and running.process.poll() is None:
+    if time.monotonic() > deadline:
+      raise TimeoutError(f'No checkpoint of step {step} in {workdir} within {timeout} s.')
+    time.sleep(0.01)
+  running.process.kill()
+  finished = running.finish()
+  if finished.returncode != -signal.SIGKILL:
+    raise RuntimeError(f'The run ended (status {finished.returncode}) before the kill:\n'
+                       f'{finished.tail()}')
+
+
 def metric_records(workdir, drop=WALL_CLOCK_FIELDS) -> list[dict]:
   """The run's metrics.jsonl without the wall-clock fields."""
   lines = (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()
   return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in lines]
 
 
-def final_state(workdir):
-  """(step, train state as numpy arrays) of the run's latest checkpoint."""
-  step, (state, _) = checkpoints.load_latest_arrays(workdir)
+def final_state(workdir, step: int | None = None):
+  """(step, train state as numpy arrays) of the run's latest checkpoint (or that of `step`)."""
+  step, (state, _) = checkpoints.load_latest_arrays(workdir, step)
   return step, state
 
 
@@ -156,6 +194,26 @@ def first_difference(a, b, rtol: float = 0.0, atol: float = 0.0) -> str | None:
     except AssertionError as difference:
       return str(difference).strip()
   return None
+
+
+def assert_same_records(records, expected):
+  """The same (step, split) records, with loss and error equal to float tolerance."""
+  assert [(r['step'], r['split']) for r in records] == [(r['step'], r['split']) for r in expected]
+  for a, b in zip(records, expected):
+    np.testing.assert_allclose([a['loss'], a['error']], [b['loss'], b['error']], rtol=1e-4)
+
+
+def assert_same_training(workdir, reference, exact=False):
+  """The run in `workdir` logged and ended like the one in `reference`: to float tolerance,
+  or bit for bit when `exact`."""
+  records, expected = metric_records(workdir), metric_records(reference)
+  if exact:
+    assert records == expected
+  assert_same_records(records, expected)
+  (step, state), (expected_step, expected_state) = final_state(workdir), final_state(reference)
+  assert step == expected_step
+  tolerance = dict(rtol=0, atol=0) if exact else dict(rtol=1e-4, atol=1e-5)
+  assert_trees_close(state, expected_state, **tolerance)
 
 
 def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
