@@ -66,11 +66,12 @@ def metrics_of(scores: np.ndarray, labels: np.ndarray) -> dict:
   probabilities = scores / scores.sum(axis=1, keepdims=True)
   picked = probabilities[np.arange(len(labels)), labels]
   top5 = np.argsort(-probabilities, axis=1)[:, :5]
-  sums = np.array([-np.log(np.maximum(picked, 1e-12)).sum(),
-                   (probabilities.argmax(axis=1) != labels).sum(),
-                   (top5 != labels[:, None]).all(axis=1).sum(), len(labels)], np.float64)
-  if jax.process_count() > 1:
-    sums = np.asarray(multihost_utils.process_allgather(sums)).sum(axis=0)
-  loss, errors, top5_errors, count = sums
-  return {'loss': loss / count, 'error': errors / count, 'top5_error': top5_errors / count,
-          'images': count}
+  loss_sum = np.float32(-np.log(np.maximum(picked, 1e-12)).sum())
+  counts = np.array([(probabilities.argmax(axis=1) != labels).sum(),
+                     (top5 != labels[:, None]).all(axis=1).sum(), len(labels)], np.int32)
+  if jax.process_count() > 1:  # Counts stay exact; the loss is summed in float32.
+    loss_sum = np.asarray(multihost_utils.process_allgather(loss_sum)).sum()
+    counts = np.asarray(multihost_utils.process_allgather(counts)).sum(axis=0)
+  errors, top5_errors, count = (int(c) for c in counts)
+  return {'loss': float(loss_sum) / count, 'error': errors / count,
+          'top5_error': top5_errors / count, 'images': count}

@@ -1,11 +1,13 @@
 """Train-step benchmark: compile time, steady-state step time, images/s, peak memory and the
-projected time of the paper's 64k-step schedule, for the trainer's real jitted step
-(`train.make_train_fn`: on-device batch gather, augmentation, forward, backward, SGD) on
-synthetic CIFAR-shaped data; optionally beside the PyTorch reference in
+projected time of the paper's schedule (64k steps on CIFAR, 600k on ImageNet), for the
+trainer's real jitted step (`train.make_train_fn`: for the CIFAR nets on-device batch
+gather and augmentation, for the ImageNet nets one streamed batch of 224 crops; forward,
+backward, SGD) on synthetic data; optionally beside the PyTorch reference in
 benchmarks/torch_resnet.py, timed in the same run. Each measurement runs in a fresh
 process, so peak memory and compile caches belong to it alone.
 
   python -m resnet_jax.bench train [--models resnet20,plain56] [--batch-size 128] [--torch]
+  python -m resnet_jax.bench train --models resnet50 --batch-size 256 --dtype bfloat16
   python -m resnet_jax.bench train --num-replicas K [--mesh-replica R]
   python -m resnet_jax.bench compile [--depths 20,56,110,1202]
 
@@ -70,7 +72,8 @@ class Row:
 
   @property
   def schedule_hours(self) -> float:
-    """Wall time of one 64k-step schedule per net (replicas share the step time)."""
+    """Wall time of the paper's schedule per net (64k steps on CIFAR, 600k on ImageNet;
+    replicas share the step time)."""
     return self.schedule_steps * self.step_seconds / 3600 / self.replicas
 
 
@@ -184,13 +187,13 @@ def load_torch_reference():
 
 
 def experiment_config(setting: Setting):
-  """experiments/cifar10.py's config for the model (the paper's recipe and schedule), on
-  synthetic data of CIFAR-10's shape and size."""
+  """The model's experiment config (the paper's recipe and schedule: experiments/cifar10.py,
+  or imagenet.py for the ImageNet nets), on synthetic data of its data set's shape."""
+  from resnet_jax import config_files, models
+  imagenet = models.parse(setting.model).dataset == 'imagenet'
   if not EXPERIMENT.exists():
     raise FileNotFoundError(f'{EXPERIMENT} is absent: run from a checkout of the repository.')
-  spec = importlib.util.spec_from_file_location('cifar10_experiment', EXPERIMENT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_files.sibling_config(str(EXPERIMENT), 'imagenet' if imagenet else 'cifar10')
   config = module.get_config(setting.model)
   config.batch_size = setting.batch_size
   config.dtype = setting.dtype
@@ -200,15 +203,23 @@ def experiment_config(setting: Setting):
   config.mesh.replica = setting.mesh_replica
   config.seed = setting.seed
   config.data.source = 'synthetic'
-  config.data.synthetic.num_train = setting.num_train
-  config.data.synthetic.num_eval = config.eval_batch_size = setting.batch_size
+  config.eval_batch_size = setting.batch_size
+  if imagenet:  # The step reads one batch of 224 crops of 256x341 images, 1000 classes.
+    config.data.synthetic.update(num_train=setting.batch_size, num_eval=setting.batch_size,
+                                 image_size=(256, 341))
+    config.data.num_workers = 0
+    if setting.batch_size % config.bn_group_size:  # Groups of 32 need a batch of 32s.
+      config.bn_group_size = 0
+  else:
+    config.data.synthetic.num_train = setting.num_train
+    config.data.synthetic.num_eval = setting.batch_size
   return config
 
 
 def render(rows: list[Row], args: argparse.Namespace, notes: list[str] = ()) -> str:
   """The table of `rows` under the machine, the library versions and the settings."""
   header = ('model', 'framework', 'dtype', 'batch', 'compile s', 'step ms', 'images/s',
-            'peak memory', '64k steps h')
+            'peak memory', 'schedule h')
   table = [header] + [
       (row.model, row.framework, row.dtype, str(row.batch_size), f'{row.compile_seconds:.1f}',
        f'{1000 * row.step_seconds:.1f}', f'{row.images_per_second:.0f}', row.peak_memory,
