@@ -13,7 +13,7 @@ from resnet_jax.bench import train_step
 from resnet_jax.models.complexity import count_parameters
 
 COLUMNS = ('model', 'framework', 'dtype', 'batch', 'compile s', 'step ms', 'images/s',
-           'peak memory', '64k steps h')
+           'peak memory', 'schedule h')
 
 
 def test_train_benchmark_prints_every_column(capsys):
