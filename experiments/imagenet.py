@@ -26,8 +26,9 @@ Deviations: the paper divides the lr "when the error plateaus"; here at fixed ep
 plateaus; bfloat16 compute with float32 parameters (the paper computed in float32); the
 multi-scale test batches images in aspect-ratio buckets (resnet_jax/data/imagenet_eval.py).
 
-Measured: `:smoke` end to end on 2 CPU cores (see tests/test_streamed_train.py). Nothing on
-ImageNet yet.
+Measured: `:smoke` on 2 shared CPU cores: 1 min 40 s end to end (46 s of it compiling), 89.6%
+validation error after 20 steps on synthetic images, a check of the plumbing only. Nothing on
+ImageNet yet (no accelerator so far).
 """
 import ml_collections
 
