@@ -20,6 +20,7 @@ from etils import epath
 from ml_collections import config_flags
 
 from resnet_jax import checkpoints, commands, stream_eval, train
+from resnet_jax.data import imagenet
 from resnet_jax.errors import ConfigError, WorkdirError
 from resnet_jax.metric_logging import read_config
 
@@ -28,7 +29,7 @@ def default_config() -> ml_collections.ConfigDict:
   """The evaluation's flags (--config.eval.mode=10crop, ...)."""
   placeholder = ml_collections.config_dict.placeholder
   return ml_collections.ConfigDict(dict(
-      eval=dict(mode='center',  # One of stream_eval.MODES.
+      eval=dict(mode='center',  # One of data.imagenet.MODES.
                 batch_size=0),  # Images a step over all hosts; 0: the run's eval_batch_size.
       # Where the data lives now, when it moved since training (None: as trained).
       data=dict(path=placeholder(str), data_dir=placeholder(str), cache_dir=placeholder(str))))
@@ -39,8 +40,8 @@ def evaluate_run(eval_config: ml_collections.ConfigDict, workdir: str) -> dict:
   eval_config.eval.mode; process 0 also writes them to WORKDIR/eval_<mode>.json."""
   workdir = epath.Path(workdir)
   mode = eval_config.eval.mode
-  if mode not in stream_eval.MODES:
-    raise ConfigError(f'eval.mode={mode!r} is not one of {stream_eval.MODES}; e.g. '
+  if mode not in imagenet.MODES:
+    raise ConfigError(f'eval.mode={mode!r} is not one of {imagenet.MODES}; e.g. '
                       '--config.eval.mode=10crop.')
   config = _trained_config(workdir, eval_config)
   setup = train.build(config)

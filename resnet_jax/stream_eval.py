@@ -10,9 +10,6 @@ from jax.sharding import NamedSharding, PartitionSpec
 from resnet_jax import sharding
 from resnet_jax.data import imagenet
 
-MODES = ('center', '10crop', 'multiscale')
-
-
 def make_scorer(model, mean: np.ndarray, std: np.ndarray):
   """A jitted (variables, uint8 images [b, views, h, w, 3]) -> softmax scores [b, classes],
   averaged over the views; compiled once per image shape."""
@@ -41,16 +38,12 @@ def image_scores(score_batch, mesh: jax.sharding.Mesh, source, mode: str, batch_
                  state) -> tuple[np.ndarray, np.ndarray]:
   """(summed softmax scores [n, classes], labels [n]) of this host's validation images:
   for each image, its views' average summed over the scales of `mode`."""
-  if mode not in MODES:
-    raise ValueError(f'eval mode must be one of {MODES}, got {mode!r}.')
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   batch_sharding = NamedSharding(mesh, PartitionSpec(sharding.DATA_AXIS))
   scores = np.zeros((source.num_eval, source.num_classes), np.float32)
   labels = np.full(source.num_eval, -1, np.int32)
   for batch in source.eval_iterator(mode, batch_size, jax.process_index(), jax.process_count()):
-    local = batch['images']
-    images = jax.make_array_from_process_local_data(
-        batch_sharding, local, (local.shape[0] * jax.process_count(),) + local.shape[1:])
+    images = jax.make_array_from_process_local_data(batch_sharding, batch['images'])
     host_scores = multihost_utils.global_array_to_host_local_array(
         score_batch(variables, images), mesh, PartitionSpec(sharding.DATA_AXIS))
     mask = batch['mask']

@@ -43,13 +43,10 @@ class StreamFeed:
   def train_inputs(self) -> dict:
     batches = [next(self.iterator) for _ in range(self.steps_per_dispatch)]
     self._unreadable += sum(int(np.sum(batch['unreadable'])) for batch in batches)
-    return {key: self._global(key, np.stack([batch[key] for batch in batches]))
+    # Each process holds its rows of every global batch: jax infers the global shape.
+    return {key: jax.make_array_from_process_local_data(
+                self.shardings[key], np.stack([batch[key] for batch in batches]))
             for key in _TRAIN_KEYS}
-
-  def _global(self, key: str, local: np.ndarray) -> jax.Array:
-    steps, rows = local.shape[:2]
-    global_shape = (steps, rows * jax.process_count()) + local.shape[2:]
-    return jax.make_array_from_process_local_data(self.shardings[key], local, global_shape)
 
   def train_batch(self, data_keys, inputs: dict, step, index):
     del data_keys, step  # The host drew the order and the augmentation.

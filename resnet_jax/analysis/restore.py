@@ -1,6 +1,5 @@
 """A run's trained net, rebuilt from its config.json and restored from its latest checkpoint."""
 import dataclasses
-import json
 
 import flax.linen as nn
 import jax
@@ -10,7 +9,7 @@ from etils import epath
 
 from resnet_jax import checkpoints, data, train
 from resnet_jax.data import augment
-from resnet_jax.metric_logging import CONFIG_FILE
+from resnet_jax.metric_logging import read_config
 
 CHECKPOINT_DIR = 'checkpoints'  # Where resnet_jax.checkpoints.Checkpoints saves in a workdir.
 
@@ -37,7 +36,7 @@ def load_trained_run(workdir: epath.PathLike, seed: int | None = None) -> Traine
   `seed` picks it, and the TrainedRun's config is that seed's own (num_replicas 1).
   """
   workdir = epath.Path(workdir)
-  config = ml_collections.ConfigDict(json.loads((workdir / CONFIG_FILE).read_text()))
+  config = read_config(workdir)
   seeds = train.replica_seeds(config) if 'num_replicas' in config else [config.seed]
   if seed is None and len(seeds) == 1:
     seed = config.seed
