@@ -19,7 +19,6 @@ import argparse
 import concurrent.futures
 import dataclasses
 import importlib.metadata
-import importlib.util
 import multiprocessing
 import os
 import platform
@@ -180,10 +179,8 @@ def load_torch_reference():
                       'here) to time the reference, or leave out --torch.') from None
   if not TORCH_REFERENCE.exists():
     raise ImportError(f'{TORCH_REFERENCE} is absent: run from a checkout of the repository.')
-  spec = importlib.util.spec_from_file_location('torch_resnet', TORCH_REFERENCE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  from resnet_jax import config_files
+  return config_files.module_at(TORCH_REFERENCE)
 
 
 def experiment_config(setting: Setting):
