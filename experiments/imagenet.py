@@ -14,6 +14,9 @@ Variants after the colon, comma-separated, e.g. `:resnet34,table2`:
     later work) instead of the paper's per-pixel mean and PCA lighting;
   smoke: the whole path on a CPU in a minute or two: synthetic images, 32x32 crops of
     images resized to [36, 48], batch 16, 20 steps, float32 (resnet18 unless a net is named).
+    Its errors check the plumbing only; its multi-scale error means nothing at all: the net
+    downsamples 32x, so whole images of 32-48 px end in a 1x1 or 2x2 feature map (evaluate
+    says so beside the number).
 
 Recipe (Section 3.4): SGD momentum 0.9, weight decay 1e-4, global batch 256 (each host loads
 its share), lr 0.1 divided by 10 twice, 60e4 iterations; shorter side sampled in [256, 480],

@@ -19,8 +19,8 @@ from absl import app, flags
 from etils import epath
 from ml_collections import config_flags
 
-from resnet_jax import checkpoints, commands, stream_eval, train
-from resnet_jax.data import imagenet
+from resnet_jax import checkpoints, commands, sharding, stream_eval, train
+from resnet_jax.data import imagenet, imagenet_eval
 from resnet_jax.errors import ConfigError, WorkdirError
 from resnet_jax.metric_logging import read_config
 
@@ -30,7 +30,9 @@ def default_config() -> ml_collections.ConfigDict:
   placeholder = ml_collections.config_dict.placeholder
   return ml_collections.ConfigDict(dict(
       eval=dict(mode='center',  # One of data.imagenet.MODES.
-                batch_size=0),  # Images a step over all hosts; 0: the run's eval_batch_size.
+                # Images a step over all hosts; 0: as many as hold the pixels of the run's
+                # eval_batch_size center crops.
+                batch_size=0),
       # Where the data lives now, when it moved since training (None: as trained).
       data=dict(path=placeholder(str), data_dir=placeholder(str), cache_dir=placeholder(str))))
 
@@ -51,16 +53,45 @@ def evaluate_run(eval_config: ml_collections.ConfigDict, workdir: str) -> dict:
                       'ImageNet protocol of Tables 2-4, for the ImageNet nets.')
   step, state = _latest_state(workdir, setup)
   source = setup.feed.source
+  batch_size = _batch_size(eval_config.eval.batch_size, mode, config, setup.mesh)
   scorer = stream_eval.make_scorer(setup.model, source.mean, source.std)
-  [metrics] = stream_eval.evaluate(scorer, setup.mesh, source, mode,
-                                   eval_config.eval.batch_size or config.eval_batch_size, state)
+  [metrics] = stream_eval.evaluate(scorer, setup.mesh, source, mode, batch_size, state)
   result = {'step': step, 'mode': mode, **metrics}
-  logging.info('%s at step %d, %s testing: top-1 error %.2f%%, top-5 error %.2f%% (%d images)',
+  logging.info('%s at step %d, %s testing: top-1 error %.2f%%, top-5 error %.2f%% (%d images)%s',
                config.model, step, mode, 100 * metrics['error'], 100 * metrics['top5_error'],
-               metrics['images'])
+               metrics['images'], _not_the_papers_views(mode, config.data))
   if jax.process_index() == 0:
     (workdir / f'eval_{mode}.json').write_text(json.dumps(result, indent=2))
   return result
+
+
+def _batch_size(requested: int, mode: str, config, mesh) -> int:
+  """Images a step: as asked, or as many as hold the pixels of the run's center-crop eval
+  batch (1,024 crops in the ImageNet recipe are 1,024 images in center mode but only about
+  100 in 10crop mode and 60 whole 640-px images in multiscale mode)."""
+  data = config.data
+  sized = imagenet_eval.images_per_batch(mode, config.eval_batch_size, data.crop_size,
+                                         tuple(data.eval_scales), mesh.shape[sharding.DATA_AXIS])
+  if requested:
+    if requested > sized:
+      logging.warning('eval.batch_size=%d holds %.1fx the pixels of the run\'s eval_batch_size '
+                      '(%d center crops); if the device runs out of memory, lower it to %d.',
+                      requested, requested / sized, config.eval_batch_size, sized)
+    return requested
+  logging.info('%s testing, %d images a step: the pixels of eval_batch_size=%d center crops '
+               '(--config.eval.batch_size sets it).', mode, sized, config.eval_batch_size)
+  return sized
+
+
+def _not_the_papers_views(mode: str, data) -> str:
+  """A caveat for multi-scale errors of a run whose crops and scales are not the paper's."""
+  paper = imagenet.default_imagenet_data_config()
+  if mode != 'multiscale' or (data.crop_size == paper.crop_size and
+                              tuple(data.eval_scales) == tuple(paper.eval_scales)):
+    return ''
+  return (f'; this run\'s views are not the paper\'s (crop {data.crop_size}, scales '
+          f'{tuple(data.eval_scales)} against {paper.crop_size} and {tuple(paper.eval_scales)}): '
+          f'its multi-scale error checks the plumbing, not Table 4')
 
 
 def _trained_config(workdir: epath.Path, eval_config) -> ml_collections.ConfigDict:

@@ -14,8 +14,8 @@ from resnet_jax.data import DataError, imagenet, imagenet_stats
 from resnet_jax.data.fake_images import CLASSES, encoded, smooth_image
 from resnet_jax.data.fake_images import write_ilsvrc_tree as make_tree
 from resnet_jax.data.imagenet_augment import PCA_EIGENVECTORS, random_window, resized_size
-from resnet_jax.data.imagenet_decode import decoded, opened
-from resnet_jax.data.imagenet_eval import bucket_shape, ten_crops
+from resnet_jax.data.imagenet_decode import decoded, opened, resized_window
+from resnet_jax.data.imagenet_eval import bucket_shape, images_per_batch, ten_crops
 
 # Small crops keep the tests fast; the defaults are the paper's 224 / [256, 480] / 256.
 SMALL = dict(crop_size=8, train_resize_range=(10, 16), eval_resize_size=10, eval_scales=(8, 12),
@@ -415,3 +415,29 @@ def test_an_unextracted_class_tar_is_explained(tmp_path):
   with pytest.raises(DataError, match=r'n04.tar is a tar archive; extract it into .*train/n04/'):
     imagenet.open_streamed(dict(source='folder', path=str(root),
                                 cache_dir=str(tmp_path / 'cache')))
+
+
+def test_eval_batches_of_every_mode_hold_the_pixels_of_the_center_batch():
+  """The recipe's 1,024 center crops a step would be 10,240 crops in 10-crop mode and 1,024
+  whole 640-px images in multi-scale mode: both are sized down to the same pixels."""
+  scales = (224, 256, 384, 480, 640)
+  assert images_per_batch('center', 1024, 224, scales, 8) == 1024
+  assert images_per_batch('10crop', 1024, 224, scales, 8) == 96  # 102 crops' worth, to 8s.
+  # The largest bucket at 640 is 640 x 1280 (2:1): 1024 * 224^2 / (640 * 1280) = 62.7.
+  assert images_per_batch('multiscale', 1024, 224, scales, 8) == 56
+  assert images_per_batch('multiscale', 16, 224, scales, 8) == 8  # At least one per device.
+
+
+def test_draft_mode_decoding_of_a_large_jpeg_stays_close_to_a_full_decode():
+  """For JPEGs at least twice the size needed, decoded() shrinks in the DCT before the
+  bilinear resize: its view differs from a full decode by about a grey level on average."""
+  size, target = (1024, 768), (341, 256)
+  image = encoded(smooth_image(*size, 0, grain=20), quality=90)
+  views = []
+  for least_size in (target, size):
+    with opened(image, 'large.JPEG') as handle:
+      rgb = decoded(handle, 'large.JPEG', least_size)
+      views.append(resized_window(rgb, size, (0, 0, *size), target).astype(int))
+    assert rgb.size == ((size[0] // 2, size[1] // 2) if least_size == target else size)
+  difference = np.abs(views[0] - views[1])
+  assert 0 < difference.mean() < 2.5 and difference.max() < 30

@@ -1,6 +1,12 @@
 """The trainer on streamed ImageNet-style input: a tiny generated ILSVRC folder (with the odd
 grayscale, CMYK and PNG-named-JPEG files), exact resume after a kill, 2 processes against 1,
 and the paper's 10-crop testing."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,6 +17,7 @@ from resnet_jax.faults.runs import (Running, assert_same_training, final_state, 
                                     metric_records, run_main, run_processes, start_main)
 
 STEPS = 6
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='module')
@@ -97,3 +104,25 @@ def test_ten_crop_scores_are_the_average_of_the_ten_single_crop_scores(tmp_path)
   np.testing.assert_allclose(scores, single_crop_scores, rtol=1e-5, atol=1e-6)
   one_view = np.asarray(scorer(variables, batch['images'][:, :1]))[mask]
   assert not np.allclose(one_view, scores[batch['index'][mask]]), 'the views should differ'
+
+
+def test_evaluate_sizes_the_batch_per_mode_and_flags_views_that_are_not_the_papers(
+    streamed_run):
+  """`python -m resnet_jax.evaluate` in multi-scale mode: the batch holds the pixels of the
+  run's center-crop eval batch, every val image counts once, the JSON lands in the workdir,
+  and a net trained on tiny crops gets the caveat that its multi-scale error means nothing."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+             JAX_PLATFORMS='cpu')
+  result = subprocess.run(
+      [sys.executable, '-m', 'resnet_jax.evaluate', f'--workdir={streamed_run}',
+       '--config.eval.mode=multiscale'], cwd=REPO, env=env, capture_output=True, text=True,
+      timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  console = result.stdout + result.stderr
+  # eval_batch_size=4 center crops of 32 px hold fewer pixels than one whole image at the
+  # largest scale: the floor is one image per device.
+  assert 'multiscale testing, 2 images a step' in console
+  assert "views are not the paper's" in console and 'not Table 4' in console
+  saved = json.loads((streamed_run / 'eval_multiscale.json').read_text())
+  assert saved['images'] == 3 * len(fake_images.CLASSES)
+  assert 0 <= saved['top5_error'] <= saved['error'] <= 1

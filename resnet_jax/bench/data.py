@@ -9,7 +9,8 @@ Without --path it reads ../shared/data/cifar10-jpeg.tar.gz beside the repository
 that is absent, an archive of synthetic JPEGs it generates. With --imagenet it generates an
 ILSVRC folder of photo-like 500x375 JPEGs (quality 90) and times the train augmentation in one
 thread (CPU time: images/s per core) and through grain with each worker count, and the center
-eval view. Caches and generated data go to a temporary folder.
+eval view, and compares the draft-mode decoding of large JPEGs with a full decode. Caches and
+generated data go to a temporary folder.
 """
 import argparse
 import dataclasses
@@ -30,13 +31,14 @@ import numpy as np
 import PIL
 from PIL import Image
 
-from resnet_jax.data import augment, imagenet, imagenet_pipeline
+from resnet_jax.data import augment, imagenet, imagenet_decode, imagenet_pipeline
 from resnet_jax.data.arrays import ArraySplits
 from resnet_jax.data.decode import default_num_workers
-from resnet_jax.data.fake_images import write_ilsvrc_tree
+from resnet_jax.data.fake_images import encoded, smooth_image, write_ilsvrc_tree
 from resnet_jax.data.folder import (archive_files, folder_files, load_image_archive,
                                     load_image_folder)
 from resnet_jax.data.image_tree import select_images
+from resnet_jax.data.imagenet_augment import resized_size
 from resnet_jax.data.synthetic import class_colors, synthetic_images
 
 REAL_ARCHIVE = Path(__file__).resolve().parents[2].parent / 'shared/data/cifar10-jpeg.tar.gz'
@@ -46,6 +48,8 @@ IMAGENET_SIZE = (500, 375)  # (width, height) of a typical ILSVRC photo.
 H100_IMAGES_PER_SECOND = 3000  # ResNet-50 bfloat16 training on one H100, NVIDIA's figure.
 IMAGENET_BATCH = 32
 TIMED_EPOCHS = 3  # Of the generated train images: long enough to outweigh prefetching.
+DRAFT_IMAGES = 20  # Large photo-like JPEGs whose draft-mode decoding is compared.
+DRAFT_SIZE, DRAFT_TARGET = (1024, 768), 256  # Draft mode decodes these at 1/2 scale.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                          f'{IMAGENET_SIZE[1]} JPEGs (quality 90)'))
       print(f'\nCores to feed one H100 training ResNet-50 in bfloat16 ({H100_IMAGES_PER_SECOND:,} '
             f'images/s): {H100_IMAGES_PER_SECOND / per_core:.1f}')
+      print('\n' + draft_mode_effect(DRAFT_IMAGES))
       return
     source, description = _source(args.path, args.limit, scratch)
     rows, splits = measure_decoder(source, args.workers, scratch)
@@ -128,6 +133,31 @@ def measure_imagenet(num_images: int, worker_counts: list[int],
   rows.append(_time_batches(f'eval center view, in process, {imagenet_pipeline.READ_THREADS} '
                             f'threads', passes, TIMED_EPOCHS * in_process.num_eval))
   return rows, one_core.images_per_second
+
+
+def draft_mode_effect(num_images: int) -> str:
+  """How the decoder's JPEG draft mode (a DCT-domain reduction before the bilinear resize)
+  changes the eval view of large JPEGs, against a full decode and Pillow's antialiased
+  bilinear resize alone: pixel differences and CPU time per image."""
+  differences, seconds = [], {'draft': 0.0, 'full': 0.0}
+  for index in range(num_images):
+    image = encoded(smooth_image(*DRAFT_SIZE, index, grain=20), quality=90)
+    size = resized_size(DRAFT_SIZE, DRAFT_TARGET)
+    views = {}
+    for name, least_size in (('draft', size), ('full', DRAFT_SIZE)):
+      started = time.process_time()
+      with imagenet_decode.opened(image, 'generated') as handle:
+        rgb = imagenet_decode.decoded(handle, 'generated', least_size)
+        views[name] = imagenet_decode.resized_window(rgb, DRAFT_SIZE, (0, 0, *DRAFT_SIZE), size)
+      seconds[name] += time.process_time() - started
+    differences.append(np.abs(views['draft'].astype(int) - views['full']).ravel())
+  difference = np.concatenate(differences)
+  return (f'JPEG draft mode, {num_images} generated {DRAFT_SIZE[0]}x{DRAFT_SIZE[1]} photo-like '
+          f'JPEGs (quality 90) resized to shorter side {DRAFT_TARGET}, against a full decode:\n'
+          f'  |difference| per pixel value (0-255): mean {difference.mean():.2f}, 99th '
+          f'percentile {np.percentile(difference, 99):.0f}, max {difference.max()}\n'
+          f'  CPU ms per image: draft {1000 * seconds["draft"] / num_images:.1f}, full '
+          f'{1000 * seconds["full"] / num_images:.1f}')
 
 
 def _time_batches(step: str, iterator, num_images: int) -> Row:

@@ -12,7 +12,8 @@ later work (per-channel mean and std, no color augmentation).
 
 Choices the paper leaves open: the per-pixel mean is that of the train images' center crops
 at shorter side eval_resize_size; the PCA lighting uses the published ImageNet eigenvalues
-and eigenvectors rather than ones recomputed here; resizing is Pillow's antialiased bilinear.
+and eigenvectors rather than ones recomputed here; resizing is Pillow's antialiased bilinear,
+after libjpeg's DCT shrink for JPEGs at least twice the size needed (imagenet_decode).
 Deviation: multi-scale testing batches images in aspect-ratio buckets (imagenet_eval).
 """
 import dataclasses

@@ -56,6 +56,19 @@ def bucket_shape(size: tuple[int, int], shorter_side: int) -> tuple[int, int]:
   return (shorter_side, longer) if width >= height else (longer, shorter_side)
 
 
+def images_per_batch(mode: str, center_batch: int, crop: int, scales: tuple[int, ...],
+                     multiple: int) -> int:
+  """Images in a global eval batch of `mode` that hold about as many pixels as `center_batch`
+  center crops (so one eval batch size fits every mode's memory): 10 crops an image for
+  10crop, a whole image up to the largest bucket at the largest scale for multiscale; rounded
+  down to a multiple of `multiple` (the devices a batch is split over), at least one each."""
+  if mode == 'center':
+    return center_batch
+  view_pixels = 10 * crop * crop if mode == '10crop' else max(scales) ** 2 * max(BUCKET_RATIOS)
+  images = int(center_batch * crop * crop // view_pixels)
+  return max(multiple, images // multiple * multiple)
+
+
 def eval_rows(mode: str, sizes: np.ndarray | None, num_examples: int, crop: int,
               scales: tuple[int, ...], global_batch_size: int, process_index: int,
               process_count: int) -> np.ndarray:
