@@ -55,11 +55,12 @@ def evaluate_run(eval_config: ml_collections.ConfigDict, workdir: str) -> dict:
   [metrics] = stream_eval.evaluate(scorer, setup.mesh, source, mode,
                                    eval_config.eval.batch_size or config.eval_batch_size, state)
   result = {'step': step, 'mode': mode, **metrics}
-  logging.info('%s at step %d, %s testing: top-1 error %.2f%%, top-5 error %.2f%% (%d images)',
-               config.model, step, mode, 100 * metrics['error'], 100 * metrics['top5_error'],
-               metrics['images'])
+  written = workdir / f'eval_{mode}.json'
   if jax.process_index() == 0:
-    (workdir / f'eval_{mode}.json').write_text(json.dumps(result, indent=2))
+    written.write_text(json.dumps(result, indent=2))
+  logging.info('%s at step %d, %s testing: top-1 error %.2f%%, top-5 error %.2f%% (%d images); '
+               'written to %s', config.model, step, mode, 100 * metrics['error'],
+               100 * metrics['top5_error'], metrics['images'], written)
   return result
 
 

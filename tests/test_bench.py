@@ -79,6 +79,7 @@ def test_bench_help_exits_zero_naming_the_commands():
   assert all(f'  {command} ' in result.stdout for command in ('train', 'compile', 'data'))
 
 
+@pytest.mark.slow  # Compiles resnet20: 85 s on 2 busy cores.
 def test_bench_train_on_a_cpu_says_what_it_times_and_reports_each_model():
   # No --models: on a CPU resnet20 alone (the paper's deeper nets compile for many minutes).
   result = _bench('train', '--batch-size', '8', '--steps', '1', '--num-train', '8')

@@ -1,6 +1,11 @@
 """The trainer on streamed ImageNet-style input: a tiny generated ILSVRC folder (with the odd
 grayscale, CMYK and PNG-named-JPEG files), exact resume after a kill, 2 processes against 1,
 and the paper's 10-crop testing."""
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -48,6 +53,16 @@ def test_streamed_run_trains_and_evaluates_every_val_image(streamed_run):
   assert validation['images'] == 3 * len(fake_images.CLASSES)
   assert 0 <= validation['top5_error'] <= validation['error'] <= 1
   assert final_state(streamed_run)[0] == STEPS
+
+
+def test_evaluate_says_where_it_wrote_its_results(streamed_run):
+  result = subprocess.run([sys.executable, '-m', 'resnet_jax.evaluate', f'--workdir={streamed_run}'],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert result.returncode == 0, result.stderr[-3000:]
+  written = streamed_run / 'eval_center.json'
+  assert f'written to {written}' in result.stderr
+  assert json.loads(written.read_text())['images'] == 3 * len(fake_images.CLASSES)
 
 
 @pytest.mark.slow
