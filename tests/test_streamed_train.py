@@ -44,6 +44,7 @@ def streamed_run(tmp_path_factory, stream_flags):
   return workdir
 
 
+@pytest.mark.slow  # streamed_run: over 3 minutes on 2 busy cores.
 def test_streamed_run_trains_and_evaluates_every_val_image(streamed_run):
   records = metric_records(streamed_run)
   train_records = [r for r in records if r['split'] == 'train']
@@ -55,6 +56,7 @@ def test_streamed_run_trains_and_evaluates_every_val_image(streamed_run):
   assert final_state(streamed_run)[0] == STEPS
 
 
+@pytest.mark.slow  # streamed_run, then 90 s to evaluate it.
 def test_evaluate_says_where_it_wrote_its_results(streamed_run):
   result = subprocess.run([sys.executable, '-m', 'resnet_jax.evaluate', f'--workdir={streamed_run}'],
                           capture_output=True, text=True, timeout=600,

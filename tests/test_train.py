@@ -119,6 +119,7 @@ def replica_run(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow  # replica_run: 8 devices, over 2 minutes on 2 busy cores.
 def test_replica_console_lines_name_each_errors_seed(replica_run):
   console = console_of(replica_run).read_text()
   seeds = r'; '.join(rf'loss [\d.]+, error [\d.]+% \(seed {seed}\)' for seed in range(4))
@@ -126,6 +127,7 @@ def test_replica_console_lines_name_each_errors_seed(replica_run):
   assert re.search(rf'step 2: test {seeds}$', console, re.MULTILINE), console[-3000:]
 
 
+@pytest.mark.slow  # replica_run: 8 devices, over 2 minutes on 2 busy cores.
 def test_replica_sharded_seeds_train_like_separate_runs(tmp_path, replica_run):
   """Each replica ends with the parameters, BN statistics and metrics of its own run."""
   single_runs = []
@@ -145,6 +147,7 @@ def test_replica_sharded_seeds_train_like_separate_runs(tmp_path, replica_run):
   assert not np.allclose(jax.tree.leaves(first)[0], jax.tree.leaves(second)[0])
 
 
+@pytest.mark.slow  # replica_run: 8 devices, over 2 minutes on 2 busy cores.
 def test_replica_sharded_run_resumes_exactly_after_a_kill(tmp_path, replica_run):
   kill_after_save(Running(start_main(tmp_path, *REPLICA_FLAGS, devices=8)), tmp_path, step=1)
   output = run_main(tmp_path, *REPLICA_FLAGS, devices=8)
@@ -152,6 +155,7 @@ def test_replica_sharded_run_resumes_exactly_after_a_kill(tmp_path, replica_run)
   assert_same_training(tmp_path, replica_run, exact=True)
 
 
+@pytest.mark.slow  # replica_run: 8 devices, over 2 minutes on 2 busy cores.
 def test_replica_axis_across_two_processes_trains_like_one(tmp_path, replica_run):
   """Replicas 0-1 on one process's 4 devices, 2-3 on the other's: as on one process, at step 1
   (by step 2 the rounding of the other topology grows past float tolerance, as above)."""
