@@ -79,6 +79,15 @@ def test_bench_help_exits_zero_naming_the_commands():
   assert all(f'  {command} ' in result.stdout for command in ('train', 'compile', 'data'))
 
 
+def test_bench_data_says_what_it_times_and_reports_each_step():
+  result = _bench('data', '--limit', '20', '--workers', '1')
+  assert result.returncode == 0, result.stderr
+  said = [line.split('] ', 1)[1] for line in result.stderr.splitlines() if line.startswith('[')]
+  assert said[0].startswith('Timing the decoder on a subset of ')
+  steps = [line.split(':')[0] for line in said if 'images/s' in line]
+  assert steps == [line.split('  ')[0] for line in result.stdout.splitlines()[4:]]
+
+
 @pytest.mark.slow  # Compiles resnet20: 85 s on 2 busy cores.
 def test_bench_train_on_a_cpu_says_what_it_times_and_reports_each_model():
   # No --models: on a CPU resnet20 alone (the paper's deeper nets compile for many minutes).

@@ -46,7 +46,9 @@ IMAGENET_IMAGES = 600  # Generated for --imagenet without --limit: 480 train, 12
 IMAGENET_SIZE = (500, 375)  # (width, height) of a typical ILSVRC photo.
 H100_IMAGES_PER_SECOND = 3000  # ResNet-50 bfloat16 training on one H100, NVIDIA's figure.
 IMAGENET_BATCH = 32
-TIMED_EPOCHS = 3  # Of the generated train images: long enough to outweigh prefetching.
+TIMED_EPOCHS = 3
+# Measured: `python -m resnet_jax.bench data` on the CIFAR-10 archive, 2 busy cores.
+DEFAULT_RUN_MINUTES = 3.5  # Of the generated train images: long enough to outweigh prefetching.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +76,10 @@ def main(argv: list[str] | None = None) -> None:
             f'images/s): {H100_IMAGES_PER_SECOND / per_core:.1f}')
       return
     source, description = _source(args.path, args.limit, scratch)
+    workers = ','.join(map(str, args.workers))
+    say(f'Timing the decoder on {description}, cold with {workers} processes, then the cache '
+        f'and the on-device batches ({DEFAULT_RUN_MINUTES} minutes for the CIFAR-10 '
+        'archive on 2 cores).')
     rows, splits = measure_decoder(source, args.workers, scratch)
   rows.append(_said(measure_on_device_batches(splits)))
   image_shape = 'x'.join(map(str, splits.train_images.shape[1:]))
@@ -152,7 +158,8 @@ def _time_batches(step: str, iterator, num_images: int) -> Row:
 def measure_on_device_batches(splits: ArraySplits, batch_size: int = 128,
                               steps: int = 50) -> Row:
   """The trainer's jitted CIFAR batch function (gather, mean, pad-4 crop, flip) on the
-  default device, timed after one compiling call."""
+  default device, timed after one compiling call; smaller batches for fewer train images."""
+  batch_size = min(batch_size, len(splits.train_images))
   images, labels = jax.device_put(splits.train_images), jax.device_put(splits.train_labels)
   mean = jax.device_put(augment.per_pixel_mean(splits.train_images))
   keys = jax.random.split(jax.random.key(0))
