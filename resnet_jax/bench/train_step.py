@@ -18,6 +18,7 @@ once, for the total images/s of both ways to train K seeds.
 import argparse
 import concurrent.futures
 import dataclasses
+import getpass
 import importlib.metadata
 import multiprocessing
 import os
@@ -40,7 +41,8 @@ CPU_DEFAULT_MODELS = ('resnet20',)
 CPU_MINUTES_PER_RESNET20 = 2
 DEFAULT_DEPTHS = (20, 56, 110, 1202)
 CPU_DEFAULT_DEPTHS = (20, 56)
-WORKER_LOG = Path(tempfile.gettempdir()) / 'resnet_jax_bench.log'
+# The measuring processes' stderr, XLA's C++ log among it (one file per user: /tmp is shared).
+WORKER_LOG = Path(tempfile.gettempdir()) / f'resnet_jax_bench_{getpass.getuser()}.log'
 CIFAR_TRAIN_IMAGES = 50_000  # The per-step permutation sorts as many indices as CIFAR-10.
 
 
