@@ -36,7 +36,7 @@ def run(task: Callable, config, workdir: str) -> None:
     print(stopped, file=sys.stderr, flush=True)  # The message is the news: no log prefix.
     sys.exit(stopped.exit_code)
   except KeyboardInterrupt:  # Once training runs, Ctrl-C saves first (preemption.py).
-    logging.error('Interrupted (Ctrl-C) before training started or without saving.')
+    print('Interrupted (Ctrl-C) before training started or without saving.', file=sys.stderr)
     sys.exit(130)
 
 
