@@ -45,7 +45,8 @@ Options (before CONFIG):
   --python PYTHON          the workers' interpreter, as a shell word that may
                            use ~ or $HOME (default: python3)
   --install CMD            shell command run in the copy on every worker
-                           (default: PYTHON -m pip install --quiet 'jax[tpu]' .)
+                           (default: PYTHON -m pip install --quiet 'jax[tpu]' '.[pod]',
+                           which adds gcsfs for gs:// and TFDS to the base install)
   --max-restarts N         restart after preemption up to N times (default: 0)
   --delete-after           delete the slice when the launcher exits
   --delete                 only delete the slice NAME, then exit
@@ -145,7 +146,7 @@ for path in "${COPIED_PATHS[@]}"; do
 done
 [[ $config != /* ]] || launch::die "CONFIG must be relative to --source (it runs on the workers), got $config"
 launch::check_config "$config" "$source_dir"
-[[ -n $install ]] || install="$python -m pip install --quiet 'jax[tpu]' ."
+[[ -n $install ]] || install="$python -m pip install --quiet 'jax[tpu]' '.[pod]'"
 
 create_slice() {
   local create=("${gcloud_tpu[@]}" create "$name" "${location[@]}"

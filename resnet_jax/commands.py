@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import jax
 from absl import flags
+from etils import epath
 
 from resnet_jax import console, errors
 
@@ -19,9 +20,9 @@ flags.DEFINE_integer('process_id', None, 'This process (with --coordinator_addre
 FLAGS = flags.FLAGS
 
 
-def run(task: Callable, *args) -> None:
-  """Joins the other processes if asked, then runs task(*args), exiting with a stopped run's
-  status (errors.py) and its message in one line."""
+def run(task: Callable, config, workdir: str) -> None:
+  """Joins the other processes if asked, then runs task(config, workdir), exiting with a
+  stopped run's status (errors.py) and its message in one line."""
   console.quiet_libraries()
   if FLAGS.distributed or FLAGS.coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS'):
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
@@ -29,10 +30,25 @@ def run(task: Callable, *args) -> None:
     logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
                  jax.devices())
   try:
-    task(*args)
+    _check_storage(workdir)
+    task(config, workdir)
   except errors.RunError as stopped:
-    logging.error('%s', stopped)
+    print(stopped, file=sys.stderr, flush=True)  # The message is the news: no log prefix.
     sys.exit(stopped.exit_code)
   except KeyboardInterrupt:  # Once training runs, Ctrl-C saves first (preemption.py).
-    logging.error('Interrupted (Ctrl-C) before training started or without saving.')
+    print('Interrupted (Ctrl-C) before training started or without saving.', file=sys.stderr)
     sys.exit(130)
+
+
+def _check_storage(workdir: str) -> None:
+  """Fails before anything runs if `workdir` is on cloud storage (gs://, s3://) whose file
+  system package is not installed; without TensorFlow, etils reaches GCS through gcsfs."""
+  if '://' not in workdir:
+    return
+  try:
+    epath.Path(workdir).exists()
+  except ImportError as missing:  # fsspec: 'Please install gcsfs to access Google Storage'.
+    raise errors.MissingPackageError(
+        f"--workdir={workdir} needs a package that is not installed: {missing}. For gs:// "
+        "install it with `pip install '.[gcs]'` in the checkout (gcsfs).") from None
+

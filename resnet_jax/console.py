@@ -1,5 +1,6 @@
 """What a run prints: the config in one line, the net's size, steps/s and ETA, and the libraries'
 chatter kept out of the console (the parameter table goes to a file in the workdir)."""
+import contextlib
 import importlib.util
 import json
 import logging
@@ -125,17 +126,30 @@ def duration(seconds: float) -> str:
   return f'{minutes}m{seconds % 60:02d}s' if minutes else f'{seconds}s'
 
 
+def metrics_line(split: str, rows: list[dict], seeds: list[int] | None = None) -> str:
+  """E.g. 'train loss 1.234, error 45.67%'; with several replicas, each one's values name
+  its seed: 'test loss 0.41, error 8.50% (seed 0); loss 0.43, error 8.71% (seed 1)'."""
+  values = [f'loss {row["loss"]:.3f}, error {100 * row["error"]:.2f}%' for row in rows]
+  if seeds is not None:
+    values = [f'{value} (seed {seed})' for value, seed in zip(values, seeds)]
+  return f'{split} ' + '; '.join(values)
+
+
 class Progress:
   """Steps/s and the ETA: on the console after the first step (its time includes the
-  compilation), once more EARLY_REPORT_S later, then at each log step, whose values also
-  go to the metrics."""
+  compilation), once more EARLY_REPORT_S later, then at each log step, with the running train
+  metrics; the values also go to the metrics. The ETA counts the evaluations still to come at
+  the last one's measured duration; steps/s leaves evaluation time out."""
 
-  def __init__(self, step: int, total_steps: int):
+  def __init__(self, step: int, total_steps: int, eval_every_steps: int):
     self.total_steps = total_steps
+    self.eval_every_steps = eval_every_steps
     self.start = self.time = time.perf_counter()
     self.step = step
     self._first_step_done = False
     self._early_report_due = True
+    self._eval_seconds = None  # The last evaluation's duration, once there was one.
+    self._eval_seconds_since_report = 0.0
 
   def tick(self, step: int) -> None:
     """Call after every dispatch."""
@@ -147,21 +161,39 @@ class Progress:
       self.step, self.time = step, now  # Rates leave the compilation out.
     elif self._early_report_due and now - self.time >= EARLY_REPORT_S:
       self._early_report_due = False
-      self._log(step, *self._rate(step, now))
+      logging.info('step %d/%d: %s', step, self.total_steps, _rate_text(*self._rate(step, now)))
 
-  def report(self, step: int) -> dict:
-    """Logs and returns steps/s since the last report and the ETA (at log steps)."""
+  @contextlib.contextmanager
+  def evaluating(self):
+    """Times the evaluation it wraps, for the ETA."""
+    started = time.perf_counter()
+    yield
+    self._eval_seconds = time.perf_counter() - started
+    self._eval_seconds_since_report += self._eval_seconds
+
+  def report(self, step: int, train_line: str) -> dict:
+    """Logs `train_line` (metrics_line), steps/s since the last report and the ETA, at a log
+    step before its evaluation; returns steps/s and the ETA."""
     now = time.perf_counter()
     steps_per_sec, eta = self._rate(step, now)
     self.step, self.time = step, now
+    self._eval_seconds_since_report = 0.0
     self._early_report_due = False
-    self._log(step, steps_per_sec, eta)
+    logging.info('step %d/%d: %s; %s', step, self.total_steps, train_line,
+                 _rate_text(steps_per_sec, eta))
     return {'steps_per_sec': steps_per_sec, 'eta_seconds': eta}
 
   def _rate(self, step: int, now: float) -> tuple[float, float]:
-    steps_per_sec = (step - self.step) / max(now - self.time, 1e-9)
-    return steps_per_sec, (self.total_steps - step) / max(steps_per_sec, 1e-9)
+    training_seconds = now - self.time - self._eval_seconds_since_report
+    steps_per_sec = (step - self.step) / max(training_seconds, 1e-9)
+    eta = (self.total_steps - step) / max(steps_per_sec, 1e-9)
+    return steps_per_sec, eta + self._evals_from(step) * (self._eval_seconds or 0.0)
 
-  def _log(self, step: int, steps_per_sec: float, eta: float) -> None:
-    logging.info('step %d/%d: %.2f steps/s, ETA %s', step, self.total_steps, steps_per_sec,
-                 duration(eta))
+  def _evals_from(self, step: int) -> int:
+    """Evaluations at steps `step`..total: every eval_every_steps and at the last step."""
+    every, total = self.eval_every_steps, self.total_steps
+    return total // every - (step - 1) // every + (total % every != 0)
+
+
+def _rate_text(steps_per_sec: float, eta: float) -> str:
+  return f'{steps_per_sec:.2f} steps/s, ETA {duration(eta)}'

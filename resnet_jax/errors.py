@@ -15,6 +15,10 @@ class ConfigError(RunError, ValueError):
   exit_code = 2
 
 
+class MissingPackageError(ConfigError):
+  """The run needs an optional package that is not installed; the message names its install."""
+
+
 class WorkdirError(RunError):
   """The workdir cannot take this run (not writable, full, or holds another model's run)."""
   exit_code = 3

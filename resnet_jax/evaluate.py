@@ -57,11 +57,13 @@ def evaluate_run(eval_config: ml_collections.ConfigDict, workdir: str) -> dict:
   scorer = stream_eval.make_scorer(setup.model, source.mean, source.std)
   [metrics] = stream_eval.evaluate(scorer, setup.mesh, source, mode, batch_size, state)
   result = {'step': step, 'mode': mode, **metrics}
-  logging.info('%s at step %d, %s testing: top-1 error %.2f%%, top-5 error %.2f%% (%d images)%s',
-               config.model, step, mode, 100 * metrics['error'], 100 * metrics['top5_error'],
-               metrics['images'], _not_the_papers_views(mode, config.data))
+  written = workdir / f'eval_{mode}.json'
   if jax.process_index() == 0:
-    (workdir / f'eval_{mode}.json').write_text(json.dumps(result, indent=2))
+    written.write_text(json.dumps(result, indent=2))
+  logging.info('%s at step %d, %s testing: top-1 error %.2f%%, top-5 error %.2f%% '
+               '(%d images)%s; written to %s', config.model, step, mode, 100 * metrics['error'],
+               100 * metrics['top5_error'], metrics['images'],
+               _not_the_papers_views(mode, config.data), written)
   return result
 
 

@@ -187,13 +187,18 @@ def write_results(config: ml_collections.ConfigDict, study_dir: epath.Path) -> l
   responses = (layer_responses(runs, config.figure7.num_images, config.figure7.batch_size)
                if dataset == 'cifar' else None)
   if jax.process_index() == 0:
-    (study_dir / RESULTS_CSV).write_text(table.to_csv(index=False))
+    (study_dir / RESULTS_CSV).write_text(csv_text(table))
     (study_dir / RESULTS_MD).write_text(analysis.results_markdown(table, verdict, paper))
     _save_figure(analysis.figure6(runs, paper), study_dir / CURVES_PNG[dataset])
     if responses is not None:
-      (study_dir / RESPONSES_CSV).write_text(responses.to_csv(index=False))
+      (study_dir / RESPONSES_CSV).write_text(csv_text(responses))
       _save_figure(analysis.figure7(responses), study_dir / FIGURE7_PNG)
   return verdict
+
+
+def csv_text(table: pd.DataFrame) -> str:
+  """`table` as CSV, its floats to six significant digits: 78.125, not 78.12500000000001."""
+  return table.to_csv(index=False, float_format='%.6g')
 
 
 def with_generated_images(config: ml_collections.ConfigDict,

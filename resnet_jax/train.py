@@ -194,7 +194,7 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
   config = setup.config
   train_fn, evaluate = make_train_fn(setup), make_evaluator(setup)
   schedule = optim.learning_rate_schedule(config.optimizer, config.batch_size)
-  progress = console.Progress(step, config.num_train_steps)
+  progress = console.Progress(step, config.num_train_steps, config.eval_every_steps)
   preemption = PreemptionWatcher()
   guard = NonFiniteGuard(config.on_nonfinite, ckpt, schedule, config.steps_per_dispatch)
   results = {}
@@ -208,14 +208,17 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
     last = step == config.num_train_steps
     reset = step % config.log_every_steps == 0 or last
     if reset:
-      extra = {'learning_rate': float(schedule(step - 1)), **progress.report(step),
-               **setup.feed.log_extras()}
       rows = _computed(train_metrics, config.num_replicas)
+      rates = progress.report(step, console.metrics_line('train', rows, _logged_seeds(config)))
+      extra = {'learning_rate': float(schedule(step - 1)), **rates, **setup.feed.log_extras()}
       results['train'] = _write(logger, config, step, 'train', rows, extra)
       _warn_about_skipped_steps(results['train'], step)
     if step % config.eval_every_steps == 0 or last:
       split = setup.feed.eval_split
-      results[split] = _write(logger, config, step, split, evaluate(state))
+      with progress.evaluating():
+        rows = evaluate(state)
+      logging.info('step %d: %s', step, console.metrics_line(split, rows, _logged_seeds(config)))
+      results[split] = _write(logger, config, step, split, rows)
     stop = preemption.should_stop()
     if stop or last or ckpt.is_due(step):
       guard.check_now()
@@ -255,15 +258,16 @@ def _computed(metrics, num_replicas: int) -> list[dict]:
   return [jax.tree.map(lambda v, r=r: v[r], values) for r in range(num_replicas)]
 
 
+def _logged_seeds(config) -> list[int] | None:
+  """The seed each replica's records and console lines name; None for a single run."""
+  return None if config.num_replicas == 1 else replica_seeds(config)
+
+
 def _write(logger: MetricLogger, config, step: int, split: str, rows: list[dict], extra=None):
-  """Logs each replica's metrics; returns them (a list when there are several replicas)."""
-  seeds = [None] if config.num_replicas == 1 else replica_seeds(config)
+  """Writes each replica's metrics; returns them (a list when there are several replicas)."""
   rows = [{**{name: float(v) for name, v in row.items()}, **(extra or {})} for row in rows]
-  for seed, row in zip(seeds, rows):
+  for seed, row in zip(_logged_seeds(config) or [None], rows):
     logger.write(step, split, row, seed=seed)
-  if split != 'train':
-    logging.info('step %d: %s error %s', step, split,
-                 ', '.join(f'{100 * row["error"]:.2f}%' for row in rows))
   return rows[0] if config.num_replicas == 1 else rows
 
 

@@ -11,6 +11,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CIFAR_ARCHIVE = REPO.parent / 'shared' / 'data' / 'cifar10-jpeg.tar.gz'
+NOTEBOOK = REPO / 'experiments' / 'analysis.ipynb'
 sys.path.insert(0, str(REPO / 'experiments'))
 
 # The tests start dozens of training processes that compile the same tiny programs: they share
@@ -36,3 +37,15 @@ def cifar_archive() -> pathlib.Path:
 def cifar_cache_dir(tmp_path_factory) -> pathlib.Path:
   """One cache of decoded CIFAR arrays shared by every test of the session."""
   return tmp_path_factory.mktemp('cifar_cache')
+
+
+def notebook_outputs(study_dir: pathlib.Path, monkeypatch) -> list:
+  """The outputs of experiments/analysis.ipynb's code cells, executed on `study_dir`."""
+  import nbclient  # pylint: disable=import-outside-toplevel
+  import nbformat  # pylint: disable=import-outside-toplevel
+  monkeypatch.setenv('RESNET_JAX_STUDY_DIR', str(study_dir))
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
+  nbclient.NotebookClient(notebook, kernel_name='python3', timeout=300,
+                          resources={'metadata': {'path': str(NOTEBOOK.parent)}}).execute()
+  return [output for cell in notebook.cells if cell.cell_type == 'code'
+          for output in cell.outputs]

@@ -1,5 +1,8 @@
 """The train-step benchmark and the PyTorch reference it times ours against."""
+import os
 import re
+import subprocess
+import sys
 
 import flax
 import jax
@@ -7,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import REPO
 from resnet_jax import models
 from resnet_jax.bench import __main__ as bench_main
 from resnet_jax.bench import train_step
@@ -57,9 +61,44 @@ def test_main_dispatches_data_to_the_data_benchmark(monkeypatch):
   assert calls == [['--limit', '10']]
 
 
-def test_main_names_the_commands_when_given_an_unknown_one():
-  with pytest.raises(SystemExit, match='use one of train, compile, data'):
+def test_main_names_the_commands_when_given_an_unknown_one(capsys):
+  with pytest.raises(SystemExit, match='2'):
     bench_main.main(['trian'])
+  assert 'use one of train, compile, data' in capsys.readouterr().err
+
+
+def _bench(*args):
+  return subprocess.run([sys.executable, '-m', 'resnet_jax.bench', *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=600,
+                        env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+
+
+def test_bench_help_exits_zero_naming_the_commands():
+  result = _bench('--help')
+  assert result.returncode == 0, result.stderr
+  assert all(f'  {command} ' in result.stdout for command in ('train', 'compile', 'data'))
+
+
+def test_bench_data_says_what_it_times_and_reports_each_step():
+  result = _bench('data', '--limit', '20', '--workers', '1')
+  assert result.returncode == 0, result.stderr
+  said = [line.split('] ', 1)[1] for line in result.stderr.splitlines() if line.startswith('[')]
+  assert said[0].startswith('Timing the decoder on a subset of ')
+  steps = [line.split(':')[0] for line in said if 'images/s' in line]
+  assert steps == [line.split('  ')[0] for line in result.stdout.splitlines()[4:]]
+
+
+@pytest.mark.slow  # Compiles resnet20: 85 s on 2 busy cores.
+def test_bench_train_on_a_cpu_says_what_it_times_and_reports_each_model():
+  # No --models: on a CPU resnet20 alone (the paper's deeper nets compile for many minutes).
+  result = _bench('train', '--batch-size', '8', '--steps', '1', '--num-train', '8')
+  assert result.returncode == 0, result.stderr
+  announce, *progress = [line for line in result.stderr.splitlines() if line.startswith('[')]
+  assert re.match(r'\[ *[\d.]+ min\] Timing resnet20, batch 8', announce), result.stderr
+  assert [line.split('] ')[1].split(':')[0] for line in progress] == ['resnet20']
+  assert [line.split()[0] for line in result.stdout.splitlines()
+          if line.startswith(('resnet', 'plain'))] == ['resnet20']
+  assert 'On a CPU the default is resnet20 alone' in result.stdout
 
 
 def test_unknown_model_is_rejected_with_the_registry_message():

@@ -1,6 +1,7 @@
 """Bad configs and workdirs are refused before anything is compiled, in the user's terms."""
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -103,9 +104,9 @@ def test_checkpoint_bytes_counts_every_array():
   assert config_checks.checkpoint_bytes(tree) == 124
 
 
-def _main(workdir, config, *flags):
-  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO),
-             XLA_FLAGS='--xla_force_host_platform_device_count=2')
+def _main(workdir, config, *flags, env=None):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': str(REPO),
+         'XLA_FLAGS': '--xla_force_host_platform_device_count=2', **(env or {})}
   return subprocess.run(
       [sys.executable, '-m', 'resnet_jax.main', f'--config={config}', f'--workdir={workdir}',
        *flags], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -134,3 +135,36 @@ def test_command_line_reports_config_errors_in_one_line_and_runs_nothing(tmp_pat
   assert result.returncode == errors.ConfigError.exit_code
   assert message in result.stderr and 'Traceback' not in result.stderr
   assert not (tmp_path / 'run').exists()  # No checkpoint, no metrics, not even the workdir.
+
+
+def _without(tmp_path, *packages) -> dict:
+  """Environment variables under which `packages` fail to import, as where not installed."""
+  for package in packages:
+    (tmp_path / 'absent' / package).mkdir(parents=True)
+    (tmp_path / 'absent' / package / '__init__.py').write_text(
+        f'raise ImportError("No module named {package!r}")\n')
+  return {'PYTHONPATH': f'{tmp_path / "absent"}{os.pathsep}{REPO}'}
+
+
+def test_a_run_time_error_is_its_message_alone(tmp_path):
+  result = _main(tmp_path / 'run', 'experiments/cifar10.py:smoke', '--config.batch_size=7')
+  assert result.returncode == errors.ConfigError.exit_code
+  # The message starts its line: no absl log prefix (E1202 06:10:08.123 ... commands.py:35]).
+  assert re.search(r'^batch_size=7 does not divide', result.stderr, re.MULTILINE), result.stderr
+
+
+def test_a_gs_workdir_without_gcsfs_says_what_to_install(tmp_path):
+  # Without TensorFlow (as on a TPU VM), etils reaches GCS through gcsfs.
+  env = {**_without(tmp_path, 'gcsfs'), 'EPATH_USE_TF': 'false'}
+  result = _main('gs://bucket/run', 'experiments/cifar10.py:smoke',
+                 '--config.data.source=synthetic', env=env)
+  assert result.returncode == errors.MissingPackageError.exit_code == 2
+  assert "pip install '.[gcs]'" in result.stderr and 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('config', ['experiments/cifar10.py:smoke', 'experiments/imagenet.py:smoke'])
+def test_tfds_data_without_tfds_says_what_to_install(tmp_path, config):
+  result = _main(tmp_path / 'run', config, '--config.data.source=tfds',
+                 env=_without(tmp_path, 'tensorflow_datasets'))
+  assert result.returncode == errors.MissingPackageError.exit_code
+  assert 'needs TensorFlow Datasets' in result.stderr and 'Traceback' not in result.stderr

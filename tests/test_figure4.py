@@ -3,6 +3,7 @@ verdict against the paper's schedule, and its smoke variant through the command 
 generated ILSVRC folder."""
 import contextlib
 import io
+import json
 import pathlib
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 import figure4
+from conftest import notebook_outputs
 from resnet_jax import analysis, study
 from resnet_jax.errors import ConfigError
 
@@ -62,6 +64,20 @@ def test_verdict_weighs_the_steps_against_figure4s_schedule():
   assert plain.endswith('degradation present')
   assert resnet.endswith('the deeper residual net trains better')
   assert len(analysis.verdict(table.assign(step=150_000), analysis.IMAGENET_TABLE2)) == 2
+
+
+def test_notebook_shows_table2_and_figure4_of_an_imagenet_study(tmp_path, monkeypatch):
+  for model in ('plain18', 'resnet18'):
+    run = tmp_path / f'{model}_seed0'
+    run.mkdir()
+    (run / 'config.json').write_text(json.dumps({'model': model, 'seed': 0}))
+    records = [{'step': step, 'split': split, 'loss': 2.0, 'error': 0.5}
+               for step in (2, 4) for split in ('train', 'validation')]
+    (run / 'metrics.jsonl').write_text(''.join(json.dumps(record) + '\n' for record in records))
+  outputs = notebook_outputs(tmp_path, monkeypatch)
+  assert '27.94' in outputs[0]['data']['text/plain']  # plain18's top-1 error in Table 2.
+  assert sum('image/png' in output.get('data', {}) for output in outputs) == 1  # Figure 4.
+  assert 'No Figure 7' in ''.join(output.get('text', '') for output in outputs)
 
 
 @pytest.mark.slow

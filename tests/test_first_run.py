@@ -80,14 +80,28 @@ def test_a_finished_run_says_where_its_results_are(tmp_path):
 
 def test_progress_has_one_eta_format_and_reports_from_the_first_step(caplog):
   assert [console.duration(s) for s in (42, 185, 53_160)] == ['42s', '3m05s', '14h46m']
-  progress = console.Progress(0, 64_000)
+  progress = console.Progress(0, 64_000, eval_every_steps=1000)
   with caplog.at_level(logging.INFO):
     progress.tick(1)
-    reported = progress.report(100)
+    reported = progress.report(100, 'train loss 2.302, error 90.00%')
   first, at_100 = [record.getMessage() for record in caplog.records]
   assert first.startswith('step 1/64000: first step done in ')
-  assert re.fullmatch(r'step 100/64000: [\d.]+ steps/s, ETA (\d+h\d\dm|\d+m\d\ds|\d+s)', at_100)
+  assert re.fullmatch(r'step 100/64000: train loss 2.302, error 90.00%; [\d.]+ steps/s, '
+                      r'ETA (\d+h\d\dm|\d+m\d\ds|\d+s)', at_100)
   assert reported['eta_seconds'] == pytest.approx(63_900 / reported['steps_per_sec'])
+
+
+def test_the_eta_counts_the_evaluations_to_come(monkeypatch):
+  clock = iter([0.0, 10.0, 20.0, 50.0, 60.0])  # Start, step 10, eval 20-50 s, step 20.
+  monkeypatch.setattr(console.time, 'perf_counter', lambda: next(clock))
+  progress = console.Progress(0, 100, eval_every_steps=10)
+  progress.tick(10)
+  with progress.evaluating():
+    pass
+  reported = progress.report(20, 'train')
+  # 10 steps in 20 s of training (the 30 s eval left out); 80 steps and 9 evals of 30 s to go.
+  assert reported['steps_per_sec'] == pytest.approx(0.5)
+  assert reported['eta_seconds'] == pytest.approx(80 / 0.5 + 9 * 30)
 
 
 @pytest.mark.parametrize('path, level, message, shown', [

@@ -4,6 +4,7 @@ Nothing here reaches a cloud or a cluster: `gcloud`, `scontrol`, `srun` and the
 trainer's interpreter are fakes on a PATH built per test, and every fake logs
 its argv so a test can check the exact commands a launcher ran.
 """
+import configparser
 import json
 import os
 import pathlib
@@ -140,12 +141,24 @@ def test_tpu_dry_run_creates_the_slice_then_copies_installs_and_runs_on_all_work
                   f'{sandbox}/setup.cfg', f'{sandbox}/README.md',
                   f'{sandbox}/resnet_jax', f'{sandbox}/experiments',
                   'resnet50-pod:resnet_jax_launch', *where, '--worker=all']
-  assert remote_command(install) == ['python3', '-m', 'pip', 'install', '--quiet', 'jax[tpu]', '.']
+  assert remote_command(install) == ['python3', '-m', 'pip', 'install', '--quiet', 'jax[tpu]',
+                                     '.[pod]']
   assert train[:6] == [*gcloud, 'ssh', 'resnet50-pod'] and '--worker=all' in train
   assert remote_command(train) == [
       'python3', '-m', 'resnet_jax.main', '--config=experiments/imagenet.py:resnet50',
       '--workdir=gs://bucket/runs/resnet50', '--distributed',
       '--config.data.data_dir=gs://bucket/tfds', '--config.seed=1', "--config.note=a b'c"]
+
+
+def test_tpu_default_install_has_what_its_examples_need(sandbox):
+  """Its examples write to gs:// (gcsfs, where TensorFlow is absent) and read TFDS data."""
+  commands = dry_run('tpu_pod.sh', *TPU_FLAGS, '--reuse', *TPU_RUN, sandbox=sandbox)
+  [extra] = [word[2:-1] for word in remote_command(commands[2]) if word.startswith('.[')]
+  setup = configparser.ConfigParser()
+  setup.read(REPO / 'setup.cfg')
+  installed = setup['options.extras_require'][extra].split()
+  assert 'etils[epath-gcs]' in installed  # etils' own extra for gcsfs.
+  assert any(package.startswith('tensorflow-datasets') for package in installed)
 
 
 def test_tpu_copy_of_the_checkout_installs(sandbox, tmp_path):

@@ -46,6 +46,7 @@ def streamed_run(tmp_path_factory, stream_flags):
   return workdir
 
 
+@pytest.mark.slow  # streamed_run: over 3 minutes on 2 busy cores.
 def test_streamed_run_trains_and_evaluates_every_val_image(streamed_run):
   records = metric_records(streamed_run)
   train_records = [r for r in records if r['split'] == 'train']
@@ -106,6 +107,7 @@ def test_ten_crop_scores_are_the_average_of_the_ten_single_crop_scores(tmp_path)
   assert not np.allclose(one_view, scores[batch['index'][mask]]), 'the views should differ'
 
 
+@pytest.mark.slow  # streamed_run, then about 90 s to evaluate it.
 def test_evaluate_sizes_the_batch_per_mode_and_flags_views_that_are_not_the_papers(
     streamed_run):
   """`python -m resnet_jax.evaluate` in multi-scale mode: the batch holds the pixels of the
@@ -123,6 +125,8 @@ def test_evaluate_sizes_the_batch_per_mode_and_flags_views_that_are_not_the_pape
   # largest scale: the floor is one image per device.
   assert 'multiscale testing, 2 images a step' in console
   assert "views are not the paper's" in console and 'not Table 4' in console
-  saved = json.loads((streamed_run / 'eval_multiscale.json').read_text())
+  written = streamed_run / 'eval_multiscale.json'
+  assert f'written to {written}' in console
+  saved = json.loads(written.read_text())
   assert saved['images'] == 3 * len(fake_images.CLASSES)
   assert 0 <= saved['top5_error'] <= saved['error'] <= 1

@@ -12,18 +12,16 @@ import sys
 
 import jax
 import matplotlib.image
-import nbclient
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
 import degradation
+from conftest import notebook_outputs
 from resnet_jax import analysis, study, train
 from resnet_jax.errors import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-NOTEBOOK = REPO / 'experiments' / 'analysis.ipynb'
 # The smoke study on synthetic data, for 6 steps: checkpoints at 3 and 6, evals at 3 and 6.
 SYNTHETIC_SMOKE = {'base.data.source': 'synthetic', 'base.data.validation_size': 0,
                    'base.num_train_steps': 6, 'base.log_every_steps': 2,
@@ -209,12 +207,7 @@ def test_command_line_reruns_a_finished_study(study_copy):
 
 @pytest.mark.slow
 def test_notebook_runs_on_a_study(smoke_study, monkeypatch):
-  monkeypatch.setenv('RESNET_JAX_STUDY_DIR', str(smoke_study[0]))
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  nbclient.NotebookClient(notebook, kernel_name='python3', timeout=300,
-                          resources={'metadata': {'path': str(NOTEBOOK.parent)}}).execute()
-  outputs = [output for cell in notebook.cells if cell.cell_type == 'code'
-             for output in cell.outputs]
+  outputs = notebook_outputs(smoke_study[0], monkeypatch)
   assert sum('image/png' in output.get('data', {}) for output in outputs) == 2
   assert 'resnet14' in outputs[0]['data']['text/plain']
   assert 'plain14 train error' in ''.join(output.get('text', '') for output in outputs)
@@ -299,3 +292,9 @@ def test_only_process_0_writes_the_results(study_copy, monkeypatch, capsys):
   verdict = study.run_study(synthetic_smoke_config(), str(study_copy))
   assert len(verdict) == 3 and capsys.readouterr().out.count('finished, skipped') == 4
   assert sorted(path.name for path in study_copy.iterdir()) == sorted(SMOKE_RUNS)
+
+
+def test_results_csv_rounds_away_float_noise():
+  table = pd.DataFrame({'model': ['plain20'], 'train_error_mean': [78.12500000000001],
+                        'step': [30]})
+  assert study.csv_text(table) == 'model,train_error_mean,step\nplain20,78.125,30\n'

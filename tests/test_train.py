@@ -1,4 +1,6 @@
 """The trainer: the paper's schedule, sharding, multi-host, resume and its logs."""
+import re
+
 import cifar10
 import jax
 import numpy as np
@@ -30,11 +32,20 @@ def test_linear_scaling_rule_scales_the_base_learning_rate():
   assert float(optim.learning_rate_schedule(config, 512)(0)) == pytest.approx(0.4)
 
 
+def run_keeping_console(workdir, *flags, **options) -> None:
+  """run_main, with what the run printed kept beside its workdir (console_of)."""
+  console_of(workdir).write_text(run_main(workdir, *flags, **options))
+
+
+def console_of(workdir):
+  return workdir.with_suffix('.console')
+
+
 @pytest.fixture(scope='module')
 def smoke_run(tmp_path_factory):
   """The smoke config end to end, as a user runs it."""
   workdir = tmp_path_factory.mktemp('smoke')
-  run_main(workdir, '--config.log_every_steps=10', '--config.eval_every_steps=30',
+  run_keeping_console(workdir, '--config.log_every_steps=10', '--config.eval_every_steps=30',
            '--config.checkpoint_every_steps=30', '--config.batch_size=32',
            '--config.optimizer.learning_rate=0.1')
   return workdir
@@ -49,6 +60,17 @@ def test_smoke_run_loss_decreases_and_reports_train_and_test_error(smoke_run):
   test = metrics[metrics.split == 'test']
   assert list(test.step) == [30] and 0 <= float(test.error.iloc[0]) < 0.9
   assert (smoke_run / 'config.json').exists()
+
+
+def test_smoke_run_console_shows_the_running_train_loss_and_error(smoke_run):
+  metrics = pd.read_json(smoke_run / 'metrics.jsonl', lines=True)
+  train = metrics[metrics.split == 'train'].set_index('step')
+  lines = re.findall(r'step (\d+)/30: train loss ([\d.]+), error ([\d.]+)%; [\d.]+ steps/s, ETA',
+                     console_of(smoke_run).read_text())
+  assert [int(step) for step, _, _ in lines] == [10, 20, 30]
+  for step, loss, error in lines:  # The averages since the previous line, as in the metrics.
+    assert float(loss) == pytest.approx(train.loss[int(step)], abs=1e-3)
+    assert float(error) == pytest.approx(100 * train.error[int(step)], abs=1e-2)
 
 
 @pytest.fixture(scope='module')
@@ -93,10 +115,19 @@ REPLICA_FLAGS = ('--config.num_train_steps=2', '--config.num_replicas=4',
 def replica_run(tmp_path_factory):
   """Seeds 0-3 trained at once on 8 devices, replica-sharded, uninterrupted."""
   workdir = tmp_path_factory.mktemp('replicas')
-  run_main(workdir, *REPLICA_FLAGS, devices=8)
+  run_keeping_console(workdir, *REPLICA_FLAGS, devices=8)
   return workdir
 
 
+@pytest.mark.slow  # replica_run: 8 devices, over 2 minutes on 2 busy cores.
+def test_replica_console_lines_name_each_errors_seed(replica_run):
+  console = console_of(replica_run).read_text()
+  seeds = r'; '.join(rf'loss [\d.]+, error [\d.]+% \(seed {seed}\)' for seed in range(4))
+  assert re.search(rf'step 2/2: train {seeds}; [\d.]+ steps/s', console), console[-3000:]
+  assert re.search(rf'step 2: test {seeds}$', console, re.MULTILINE), console[-3000:]
+
+
+@pytest.mark.slow  # replica_run: 8 devices, over 2 minutes on 2 busy cores.
 def test_replica_sharded_seeds_train_like_separate_runs(tmp_path, replica_run):
   """Each replica ends with the parameters, BN statistics and metrics of its own run."""
   single_runs = []
@@ -116,6 +147,7 @@ def test_replica_sharded_seeds_train_like_separate_runs(tmp_path, replica_run):
   assert not np.allclose(jax.tree.leaves(first)[0], jax.tree.leaves(second)[0])
 
 
+@pytest.mark.slow  # replica_run: 8 devices, over 2 minutes on 2 busy cores.
 def test_replica_sharded_run_resumes_exactly_after_a_kill(tmp_path, replica_run):
   kill_after_save(Running(start_main(tmp_path, *REPLICA_FLAGS, devices=8)), tmp_path, step=1)
   output = run_main(tmp_path, *REPLICA_FLAGS, devices=8)
@@ -123,6 +155,7 @@ def test_replica_sharded_run_resumes_exactly_after_a_kill(tmp_path, replica_run)
   assert_same_training(tmp_path, replica_run, exact=True)
 
 
+@pytest.mark.slow  # replica_run: 8 devices, over 2 minutes on 2 busy cores.
 def test_replica_axis_across_two_processes_trains_like_one(tmp_path, replica_run):
   """Replicas 0-1 on one process's 4 devices, 2-3 on the other's: as on one process, at step 1
   (by step 2 the rounding of the other topology grows past float tolerance, as above)."""

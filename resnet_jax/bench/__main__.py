@@ -12,8 +12,13 @@ COMMANDS = ('train', 'compile', 'data')
 
 
 def main(argv: list[str]) -> None:
+  if argv[:1] in (['-h'], ['--help']):
+    print(__doc__ + '\nEach command takes --help for its flags.')
+    return
   if not argv or argv[0] not in COMMANDS:
-    sys.exit(__doc__ + f'\nGot {argv[:1] or "no command"}; use one of {", ".join(COMMANDS)}.')
+    print(__doc__ + f'\nGot {argv[:1] or "no command"}; use one of {", ".join(COMMANDS)}.',
+          file=sys.stderr)
+    sys.exit(2)
   command, flags = argv[0], argv[1:]
   if command == 'data':
     from resnet_jax.bench import data

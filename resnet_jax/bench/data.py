@@ -31,6 +31,7 @@ import numpy as np
 import PIL
 from PIL import Image
 
+from resnet_jax.bench.progress import say
 from resnet_jax.data import augment, imagenet, imagenet_decode, imagenet_pipeline
 from resnet_jax.data.arrays import ArraySplits
 from resnet_jax.data.decode import default_num_workers
@@ -50,6 +51,8 @@ IMAGENET_BATCH = 32
 TIMED_EPOCHS = 3  # Of the generated train images: long enough to outweigh prefetching.
 DRAFT_IMAGES = 20  # Large photo-like JPEGs whose draft-mode decoding is compared.
 DRAFT_SIZE, DRAFT_TARGET = (1024, 768), 256  # Draft mode decodes these at 1/2 scale.
+# Measured: `python -m resnet_jax.bench data` on the CIFAR-10 archive, 2 busy cores.
+DEFAULT_RUN_MINUTES = 3.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +81,12 @@ def main(argv: list[str] | None = None) -> None:
       print('\n' + draft_mode_effect(DRAFT_IMAGES))
       return
     source, description = _source(args.path, args.limit, scratch)
+    workers = ','.join(map(str, args.workers))
+    say(f'Timing the decoder on {description}, cold with {workers} processes, then the cache '
+        f'and the on-device batches ({DEFAULT_RUN_MINUTES} minutes for the CIFAR-10 '
+        'archive on 2 cores).')
     rows, splits = measure_decoder(source, args.workers, scratch)
-  rows.append(measure_on_device_batches(splits))
+  rows.append(_said(measure_on_device_batches(splits)))
   image_shape = 'x'.join(map(str, splits.train_images.shape[1:]))
   print(render(rows, f'source: {description}, {image_shape} images'))
 
@@ -92,15 +99,22 @@ def measure_decoder(source: Path, worker_counts: list[int],
   rows = []
   for workers in worker_counts:
     cache_dir = scratch / f'cache_{workers}_workers'
+    processes = 'this process' if workers == 1 else f'{workers} processes'
+    say(f'Decoding {source} cold with {processes}...')
     started = time.perf_counter()
     splits = load(source, cache_dir, num_workers=workers)
-    processes = 'this process' if workers == 1 else f'{workers} processes'
-    rows.append(Row(f'decode + write cache, cold ({processes})', _count(splits),
-                    time.perf_counter() - started))
+    rows.append(_said(Row(f'decode + write cache, cold ({processes})', _count(splits),
+                          time.perf_counter() - started)))
   started = time.perf_counter()
   splits = load(source, cache_dir)
-  rows.append(Row('load from cache', _count(splits), time.perf_counter() - started))
+  rows.append(_said(Row('load from cache', _count(splits), time.perf_counter() - started)))
   return rows, splits
+
+
+def _said(row: Row) -> Row:
+  say(f'{row.step}: {row.images:,} images in {row.seconds:.1f} s, '
+      f'{row.images_per_second:,.0f} images/s')
+  return row
 
 
 def measure_imagenet(num_images: int, worker_counts: list[int],
@@ -117,8 +131,8 @@ def measure_imagenet(num_images: int, worker_counts: list[int],
   started = time.process_time()
   for index in range(len(split)):
     transform(index, np.random.default_rng(index))
-  one_core = Row('train augmentation, 1 thread (CPU s)', len(split),
-                 time.process_time() - started)
+  one_core = _said(Row('train augmentation, 1 thread (CPU s)', len(split),
+                       time.process_time() - started))
   rows = [one_core]
   for workers in sorted({0, *worker_counts}):
     data = imagenet.open_streamed(config | dict(num_workers=workers))
@@ -126,7 +140,8 @@ def measure_imagenet(num_images: int, worker_counts: list[int],
              f'in process, {imagenet_pipeline.READ_THREADS} threads')
     iterator = data.train_iterator(0, IMAGENET_BATCH, 0, 1)
     next(iterator)  # Starts the workers.
-    rows.append(_time_batches(f'train batches, {where}', iterator, TIMED_EPOCHS * len(split)))
+    rows.append(_said(_time_batches(f'train batches, {where}', iterator,
+                                    TIMED_EPOCHS * len(split))))
   # Batches of 8, so that the few val images keep every thread busy; a few passes.
   passes = itertools.chain.from_iterable(in_process.eval_iterator('center', 8, 0, 1)
                                          for _ in range(TIMED_EPOCHS))
@@ -173,7 +188,8 @@ def _time_batches(step: str, iterator, num_images: int) -> Row:
 def measure_on_device_batches(splits: ArraySplits, batch_size: int = 128,
                               steps: int = 50) -> Row:
   """The trainer's jitted CIFAR batch function (gather, mean, pad-4 crop, flip) on the
-  default device, timed after one compiling call."""
+  default device, timed after one compiling call; smaller batches for fewer train images."""
+  batch_size = min(batch_size, len(splits.train_images))
   images, labels = jax.device_put(splits.train_images), jax.device_put(splits.train_labels)
   mean = jax.device_put(augment.per_pixel_mean(splits.train_images))
   keys = jax.random.split(jax.random.key(0))

@@ -18,19 +18,31 @@ once, for the total images/s of both ways to train K seeds.
 import argparse
 import concurrent.futures
 import dataclasses
+import getpass
 import importlib.metadata
 import multiprocessing
 import os
 import platform
 import resource
 import statistics
+import tempfile
 import time
 from pathlib import Path
+
+from resnet_jax.bench.progress import say
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENT = REPO / 'experiments' / 'cifar10.py'
 TORCH_REFERENCE = REPO / 'benchmarks' / 'torch_resnet.py'
 DEFAULT_MODELS = ('resnet20', 'plain56', 'resnet56', 'resnet110')
+# On a CPU the deeper nets compile for many minutes each; measured on 2 busy cores:
+# `python -m resnet_jax.bench train --models resnet20` took 2 minutes (compile 38 s, 4.9 s/step).
+CPU_DEFAULT_MODELS = ('resnet20',)
+CPU_MINUTES_PER_RESNET20 = 2
+DEFAULT_DEPTHS = (20, 56, 110, 1202)
+CPU_DEFAULT_DEPTHS = (20, 56)
+# The measuring processes' stderr, XLA's C++ log among it (one file per user: /tmp is shared).
+WORKER_LOG = Path(tempfile.gettempdir()) / f'resnet_jax_bench_{getpass.getuser()}.log'
 CIFAR_TRAIN_IMAGES = 50_000  # The per-step permutation sorts as many indices as CIFAR-10.
 
 
@@ -80,6 +92,12 @@ def main(argv: list[str] | None = None) -> None:
   """`python -m resnet_jax.bench train`: measures every model and prints the table."""
   args = _train_flags(argv)
   rows, notes = [], []
+  if args.models is None:
+    args.models = _default_models(notes)
+  say(f'Timing {", ".join(args.models)}, batch {args.batch_size}, {args.dtype}: each model in a '
+      f'fresh process, compiled, then {args.steps} timed steps after a warm-up (on a CPU, about '
+      f'{CPU_MINUTES_PER_RESNET20} minutes for resnet20 on 2 cores, longer for deeper nets). '
+      f"XLA's own log goes to {WORKER_LOG}.")
   for model in args.models:
     setting = Setting(model, args.batch_size, args.steps, args.dtype, args.steps_per_dispatch,
                       args.scan_blocks, args.num_train, args.num_replicas, args.mesh_replica)
@@ -92,7 +110,24 @@ def main(argv: list[str] | None = None) -> None:
           rows.append(_in_fresh_process(measure_torch, setting, compile))
         except (ImportError, ValueError) as error:
           notes.append(f'torch reference of {model}: {error}')
+    say(f'{model}: ' + '; '.join(f'{row.framework} compiled in {row.compile_seconds:.1f} s, '
+                                 f'{1000 * row.step_seconds:.1f} ms/step'
+                                 for row in rows if row.model == model))
   print(render(rows, args, notes))
+
+
+def _default_models(notes: list[str]) -> tuple[str, ...]:
+  """The paper's CIFAR nets on an accelerator; on a CPU resnet20 alone, with a note."""
+  if _in_fresh_process(_platform) != 'cpu':
+    return DEFAULT_MODELS
+  notes.append(f'On a CPU the default is {_joined(CPU_DEFAULT_MODELS)} alone: --models '
+               f'{_joined(DEFAULT_MODELS)} times the rest (each compiles for minutes).')
+  return CPU_DEFAULT_MODELS
+
+
+def _platform() -> str:
+  import jax
+  return jax.default_backend()
 
 
 def measure_jax(setting: Setting, start_together=None) -> Row:
@@ -149,6 +184,7 @@ def measure_separate_processes(setting: Setting) -> Row:
 
 
 def _share_the_devices() -> None:
+  _log_to_file()
   # Without this each process on a GPU would reserve 75% of its memory at start.
   os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
@@ -248,17 +284,23 @@ def compile_main(argv: list[str] | None = None) -> None:
   unrolled and scanned."""
   parser = argparse.ArgumentParser(prog='python -m resnet_jax.bench compile',
                                    description=compile_main.__doc__)
-  parser.add_argument('--depths', type=_depths, default=(20, 56, 110, 1202),
-                      help='comma-separated 6n+2 depths (default: 20,56,110,1202)')
+  parser.add_argument('--depths', type=_depths, default=None,
+                      help=f'comma-separated 6n+2 depths (default: {_joined(DEFAULT_DEPTHS)}; on a '
+                           f'CPU {_joined(CPU_DEFAULT_DEPTHS)})')
   parser.add_argument('--family', choices=('resnet', 'plain'), default='resnet')
   parser.add_argument('--batch-size', type=_positive, default=128)
   args = parser.parse_args(argv)
+  if args.depths is None:
+    args.depths = DEFAULT_DEPTHS if _in_fresh_process(_platform) != 'cpu' else CPU_DEFAULT_DEPTHS
+  say(f'Compiling the train step of {args.family} {_joined(args.depths)}, blocks unrolled and '
+      f"scanned, each in a fresh process; XLA's own log goes to {WORKER_LOG}.")
   lines = [f'{"model":<12}{"blocks":<10}{"compile s":>10}']
   for depth in args.depths:
     for scan_blocks in (False, True):
       setting = Setting(f'{args.family}{depth}', args.batch_size, steps=1,
                         scan_blocks=scan_blocks, num_train=args.batch_size)
       seconds = _in_fresh_process(compile_seconds, setting)
+      say(f'{setting.model}, {"scanned" if scan_blocks else "unrolled"} blocks: {seconds:.1f} s')
       lines.append(f'{setting.model:<12}{"scanned" if scan_blocks else "unrolled":<10}'
                    f'{seconds:>10.1f}')
   print('\n'.join([machine_description(), f'batch {args.batch_size}; seconds to trace, lower '
@@ -285,8 +327,17 @@ def _train_function(setting: Setting):
 
 def _in_fresh_process(function, *args):
   context = multiprocessing.get_context('spawn')
-  with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+  with concurrent.futures.ProcessPoolExecutor(1, mp_context=context,
+                                              initializer=_log_to_file) as pool:
     return pool.submit(function, *args).result()
+
+
+def _log_to_file() -> None:
+  """Sends the worker's stderr (XLA's C++ log: its "Very slow compile" alarms) to WORKER_LOG;
+  errors still reach the console as the exceptions the pool passes back."""
+  log = os.open(WORKER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+  os.dup2(log, 2)
+  os.close(log)
 
 
 def _jax_framework(setting: Setting) -> str:
@@ -315,8 +366,9 @@ def _version(name: str) -> str:
 def _train_flags(argv: list[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog='python -m resnet_jax.bench train',
                                    description=__doc__.split('\n\n')[0])
-  parser.add_argument('--models', type=_names, default=DEFAULT_MODELS,
-                      help=f'comma-separated registry names (default: {",".join(DEFAULT_MODELS)})')
+  parser.add_argument('--models', type=_names, default=None,
+                      help=f'comma-separated registry names (default: {_joined(DEFAULT_MODELS)}; '
+                           f'on a CPU {_joined(CPU_DEFAULT_MODELS)})')
   parser.add_argument('--batch-size', type=_positive, default=128)
   parser.add_argument('--steps', type=_positive, default=10, help='timed steps, after a warm-up')
   parser.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
@@ -353,6 +405,10 @@ def _names(text: str) -> tuple[str, ...]:
     except ValueError as error:
       raise argparse.ArgumentTypeError(str(error)) from None
   return names
+
+
+def _joined(values) -> str:
+  return ','.join(map(str, values))
 
 
 def _depths(text: str) -> tuple[int, ...]:

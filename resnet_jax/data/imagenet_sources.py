@@ -25,6 +25,7 @@ from resnet_jax.data.folder import _cache_root, _existing
 from resnet_jax.data.image_tree import IMAGE_SUFFIXES
 from resnet_jax.data.imagenet_decode import unreadable
 from resnet_jax.data.synthetic import class_colors, image_height_width, synthetic_images
+from resnet_jax.errors import MissingPackageError
 
 TRAIN, EVAL = 'train', 'validation'
 FOLDER_LAYOUT = (
@@ -192,10 +193,10 @@ def _import_tfds():
   try:
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   except ImportError as error:
-    raise ImportError(
+    raise MissingPackageError(
         f"data.source='tfds' needs TensorFlow Datasets ({error}); install it with `pip install "
         f"tensorflow-datasets array_record` (TensorFlow itself is not needed), or use "
-        f"data.source='folder' or 'synthetic'.") from error
+        f"data.source='folder' or 'synthetic'.") from None
   return tfds
 
 

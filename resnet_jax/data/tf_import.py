@@ -2,6 +2,8 @@
 import functools
 import types
 
+from resnet_jax.errors import MissingPackageError
+
 
 @functools.cache
 def import_tensorflow() -> tuple[types.ModuleType, types.ModuleType]:
@@ -13,10 +15,10 @@ def import_tensorflow() -> tuple[types.ModuleType, types.ModuleType]:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   except ImportError as error:
-    raise ImportError(
-        f'TFDS data needs TensorFlow Datasets, which is not importable ({error}); install it '
-        f'with `pip install tensorflow-cpu tensorflow-datasets`, or use '
-        f"data.source='archive', 'folder' or 'synthetic', which do not need it.") from error
+    raise MissingPackageError(
+        f"TFDS data needs TensorFlow Datasets, which is not importable ({error}); install it "
+        f"with `pip install '.[tfds]'` in the checkout, or use data.source='archive', 'folder' "
+        f"or 'synthetic', which do not need it.") from None
   try:
     tf.config.set_visible_devices([], 'GPU')
   except RuntimeError:

@@ -17,6 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
+from resnet_jax.bench.progress import say
 from resnet_jax.bench.train_step import machine_description
 from resnet_jax.faults import scenarios
 from resnet_jax.faults.scenarios import Outcome
@@ -125,10 +126,11 @@ def main(argv: list[str] | None = None) -> int:
   started = time.perf_counter()
 
   def report(outcome: Outcome) -> None:
-    print(f'[{(time.perf_counter() - started) / 60:5.1f} min] '
-          f'{"passed" if outcome.passed else "FAILED"}: {outcome.fault}: {outcome.injected}',
-          file=sys.stderr, flush=True)
+    say(f'{"passed" if outcome.passed else "FAILED"}: {outcome.fault}: {outcome.injected}')
 
+  say(f'Injecting every fault {args.rounds} times, {args.jobs} scenarios at a time, into tiny '
+      'runs on the CPU (12 minutes on 2 cores for the default 5 rounds in docs/reliability.md); '
+      'each result shows here as it comes, then the report.')
   with tempfile.TemporaryDirectory(prefix='resnet_jax_faults_') as root:
     outcomes = run_all(scenarios.Lab(root), args.rounds, args.seed, args.jobs, report)
   text = render(outcomes, command, (time.perf_counter() - started) / 60)
