@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from resnet_jax.data import ArraySplits, DataError, load_dataset
-from resnet_jax.data import decode, tfds_source
+from resnet_jax.data import cache, decode, tfds_source
 from resnet_jax.data.folder import load_image_archive
+from resnet_jax.data.origin import DataOrigin
 from resnet_jax.data.subsets import stratified_choice
 
 REPO = Path(__file__).resolve().parents[1]
@@ -391,8 +392,11 @@ def test_auto_source_reads_the_archive_when_tfds_has_no_prepared_copy(archive, t
                                                                        cache_dir, monkeypatch):
   pytest.importorskip('tensorflow_datasets')
   pretend_offline(monkeypatch)
+  (tmp_path / 'tfds').mkdir()
   config = source_config('auto', archive, cache_dir, data_dir=str(tmp_path / 'tfds'))
   splits = load_dataset(config)
+  assert splits.origin == DataOrigin('archive', str(archive.resolve()),
+                                     cache.fingerprint(archive.resolve()))
   np.testing.assert_array_equal(
       splits.train_images, load_dataset(source_config('folder', tree, cache_dir)).train_images)
   with pytest.raises(DataError, match="(?s)TFDS cannot download 'cifar10'.*a prepared TFDS copy"):
