@@ -49,7 +49,7 @@ def load_image_archive(path: str | os.PathLike, cache_dir: str | os.PathLike,
   if archive.is_dir():
     raise DataError(f"data.path {archive} is a folder; set data.source='folder' to read a "
                     f"folder, or point data.path at {_ARCHIVE}.")
-  if not tarfile.is_tarfile(archive):
+  if not tarfile.is_tarfile(archive) and not _is_gzip(archive):  # A .gz is read to say more.
     raise DataError(f'{archive} is not a tar archive; data.path must be {_ARCHIVE}.')
   cache_root = _cache_root(cache_dir, archive.parent, nested=False)
   return _load_cached(archive, cache_root, lambda: archive_files(archive), num_workers)
