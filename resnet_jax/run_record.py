@@ -82,16 +82,16 @@ def record_segment(workdir: epath.Path, config: ml_collections.ConfigDict, step:
   `config` starts a new run in config.json and the history; later, the history gains a line."""
   if jax.process_index() != 0:
     return
-  new = _as_json(config)
-  previous = None if step == 0 else _latest_config(workdir)
-  changes = {} if previous is None else config_changes(previous, new)
-  history = workdir / HISTORY_FILE
-  lines = history.read_text().splitlines(keepends=True) if step and history.exists() else []
-  if step == 0 or not (workdir / CONFIG_FILE).exists():
+  new, history = _as_json(config), workdir / HISTORY_FILE
+  if step == 0:  # A new run: nothing trained with an earlier config remains.
     replace_file(workdir / CONFIG_FILE, config.to_json_best_effort(indent=2))
+    earlier, changes = '', {}
+  else:
+    earlier = history.read_text() if history.exists() else ''
+    changes = config_changes(_latest_config(workdir) or new, new)
   record = {'step': step, 'time': time.time(), 'changes': changes,
             'data': dataclasses.asdict(data_read), 'config': new}
-  replace_file(history, ''.join(lines) + json.dumps(record) + '\n')
+  replace_file(history, earlier + json.dumps(record) + '\n')
   if changes:
     logging.info('Config changes from step %d on, recorded in %s:\n%s', step, history,
                  _listed(changes))

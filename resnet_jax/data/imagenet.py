@@ -79,6 +79,7 @@ class StreamedData:
 
   @property
   def origin(self) -> DataOrigin:
+    """What this data set reads: its source, folder or TFDS data_dir, and cache key."""
     return DataOrigin(self.config.source, self.sources.location, self.sources.cache_key)
 
   @property
