@@ -11,7 +11,8 @@ Variants after the colon, comma-separated, e.g. `:resnet56,bf16`:
   smoke: a tiny net (resnet8 unless a net is named) for 30 steps on a 1/10 subset.
 
 Data (data.source='auto'): a prepared TFDS copy of `cifar10` (in ~/tensorflow_datasets or
-data.data_dir), else the JPEG archive beside the checkout, else a TFDS download.
+data.data_dir, which must exist), else the JPEG archive beside the checkout, else a TFDS
+download. The run's config_history.jsonl records which it read.
 
 Recipe (Section 4.2): SGD momentum 0.9, weight decay 1e-4, batch 128, lr 0.1 divided by
 10 at 32k and 48k iterations, stop at 64k; ResNet-110 and deeper warm up at lr 0.01
@@ -78,6 +79,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 2000
   config.keep_checkpoints = 3
   config.overwrite = False  # True: move a different model's run in the workdir aside.
+  # True: resume with values that change what is trained (recorded in config_history.jsonl).
+  config.allow_config_change = False
   config.on_nonfinite = 'stop'  # NaN/Inf loss or gradients: 'stop', or 'skip' the step.
   return config
 

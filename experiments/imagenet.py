@@ -101,6 +101,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 5000
   config.keep_checkpoints = 3
   config.overwrite = False  # True: move a different model's run in the workdir aside.
+  # True: resume with values that change what is trained (recorded in config_history.jsonl).
+  config.allow_config_change = False
   config.on_nonfinite = 'stop'  # NaN/Inf loss or gradients: 'stop', or 'skip' the step.
   return config
 

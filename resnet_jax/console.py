@@ -13,6 +13,7 @@ import ml_collections
 from clu import parameter_overview
 from etils import epath
 
+from resnet_jax.data.origin import DataOrigin
 from resnet_jax.metric_logging import METRICS_FILE
 
 PARAMETERS_FILE = 'parameters.txt'
@@ -60,9 +61,10 @@ def _worth_showing(record: logging.LogRecord) -> bool:
   return not any(text in record.getMessage() for text in _QUIET_WARNINGS)
 
 
-def describe_run(config: ml_collections.ConfigDict, params, workdir: epath.Path) -> str:
-  """One line for the config, one for the net's size and where the run's files go; writes
-  the full parameter table to WORKDIR/parameters.txt (process 0)."""
+def describe_run(config: ml_collections.ConfigDict, params, workdir: epath.Path,
+                 data_read: DataOrigin) -> str:
+  """One line for the config and the data read, one for the net's size and where the run's
+  files go; writes the full parameter table to WORKDIR/parameters.txt (process 0)."""
   optimizer = config.optimizer
   boundaries = ', '.join(f'{b:,}' for b in optimizer.lr_boundaries)
   seeds = (f'seed {config.seed}' if config.num_replicas == 1 else
@@ -71,7 +73,8 @@ def describe_run(config: ml_collections.ConfigDict, params, workdir: epath.Path)
   warmup = (f', {optimizer.warmup_learning_rate} for the first {optimizer.warmup_steps} steps'
             if optimizer.warmup_steps else '')
   config_line = (
-      f'{config.model} (shortcut {config.shortcut}, {config.dtype}) on {_data(config.data)}, '
+      f'{config.model} (shortcut {config.shortcut}, {config.dtype}) on '
+      f'{_data(config.data.name, data_read)}, '
       f'batch {config.batch_size}, {config.num_train_steps:,} steps, lr {optimizer.learning_rate} '
       f'(x{optimizer.lr_decay:g} at {boundaries}{warmup}), weight decay '
       f'{optimizer.weight_decay:g}, {seeds}, {len(devices)} {devices[0].platform.upper()} '
@@ -87,13 +90,11 @@ def describe_run(config: ml_collections.ConfigDict, params, workdir: epath.Path)
   return f'{config_line}\n{size_line}'
 
 
-def _data(data: ml_collections.ConfigDict) -> str:
-  """The data a run reads, as its config names it."""
-  if data.source in ('folder', 'archive'):
-    return f'{data.name} ({data.source} {data.path})'
-  if data.source == 'synthetic':
+def _data(name: str, data_read: DataOrigin) -> str:
+  """The data a run reads: the source its config resolved to, and where."""
+  if data_read.source == 'synthetic':
     return 'synthetic images'
-  return data.name
+  return f'{name} ({data_read.describe()})'
 
 
 def finished_message(workdir: epath.Path, step: int) -> str:

@@ -61,6 +61,7 @@ class OnDeviceFeed:
     self.num_classes = self.splits.num_classes
     self.image_shape = self.splits.train_images.shape[1:]
     self.eval_split = self.splits.eval_split
+    self.origin = self.splits.origin
 
   def train_inputs(self) -> DeviceData:
     return self.data

@@ -22,7 +22,7 @@ from ml_collections import config_flags
 from resnet_jax import checkpoints, commands, sharding, stream_eval, train
 from resnet_jax.data import imagenet, imagenet_eval
 from resnet_jax.errors import ConfigError, WorkdirError
-from resnet_jax.metric_logging import read_config
+from resnet_jax.run_record import read_config
 
 
 def default_config() -> ml_collections.ConfigDict:

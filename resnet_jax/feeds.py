@@ -7,6 +7,7 @@ import jax
 import ml_collections
 
 from resnet_jax import models
+from resnet_jax.data.origin import DataOrigin
 
 
 class Feed(Protocol):
@@ -15,6 +16,7 @@ class Feed(Protocol):
   num_classes: int
   image_shape: tuple[int, int, int]
   eval_split: str
+  origin: DataOrigin  # What was read.
   shardings: Any  # Of train_inputs(), for jit's in_shardings.
 
   def train_inputs(self) -> Any:

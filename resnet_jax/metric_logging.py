@@ -7,11 +7,9 @@ import logging
 import time
 
 import jax
-import ml_collections
 from etils import epath
 
 METRICS_FILE = 'metrics.jsonl'
-CONFIG_FILE = 'config.json'
 
 
 def _tensorboard_writer(workdir: epath.Path):
@@ -40,10 +38,6 @@ class MetricLogger:
     self.path = self.workdir / METRICS_FILE
     self._drop_records_after(resume_step)
     self.writer = _tensorboard_writer(self.workdir)
-
-  def write_config(self, config_json: str) -> None:
-    if self.enabled:
-      _replace_file(self.workdir / CONFIG_FILE, config_json)
 
   def write(self, step: int, split: str, scalars: dict, seed: int | None = None) -> None:
     """Appends a record {'step', 'split', 'time', **scalars}, and 'seed' when one of
@@ -74,16 +68,7 @@ class MetricLogger:
     lines = self.path.read_text().splitlines()
     kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
     if len(kept) != len(lines):
-      _replace_file(self.path, ''.join(line + '\n' for line in kept))
-
-
-def read_config(workdir: epath.PathLike) -> ml_collections.ConfigDict:
-  """The config a run in `workdir` was trained with (its config.json)."""
-  path = epath.Path(workdir) / CONFIG_FILE
-  if not path.exists():
-    raise FileNotFoundError(f'{path} does not exist: {workdir} holds no run; train one there '
-                            'first (python -m resnet_jax.main --workdir=...).')
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+      replace_file(self.path, ''.join(line + '\n' for line in kept))
 
 
 def _step_of(line: str) -> int | None:
@@ -93,7 +78,7 @@ def _step_of(line: str) -> int | None:
     return None
 
 
-def _replace_file(path: epath.Path, text: str) -> None:
+def replace_file(path: epath.Path, text: str) -> None:
   """Writes `text` to `path` atomically, so a kill never leaves half a file."""
   temporary = path.parent / (path.name + '.tmp')
   temporary.write_text(text)

@@ -24,6 +24,7 @@ class StreamFeed:
     self.num_classes = self.source.num_classes
     self.image_shape = tuple(self.source.image_shape)
     self.eval_split = self.source.eval_split
+    self.origin = self.source.origin
     # [steps_per_dispatch, batch, ...]: each step's batch split over the data axis.
     self.shardings = {key: NamedSharding(mesh, PartitionSpec(None, sharding.DATA_AXIS))
                       for key in _TRAIN_KEYS}

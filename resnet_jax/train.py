@@ -7,6 +7,7 @@ ImageNet images streamed from the hosts.
 of devices, so small nets fill an accelerator or a pod; each replica follows exactly the
 data order, augmentation and init of its own seed.
 """
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -20,8 +21,8 @@ from etils import epath
 from flax import linen as nn
 from jax import lax
 
-from resnet_jax import (checkpoints, config_checks, console, feeds, models, optim, sharding,
-                        stream_eval)
+from resnet_jax import (checkpoints, config_checks, console, feeds, models, optim, run_record,
+                        sharding, stream_eval)
 from resnet_jax.data import augment
 from resnet_jax.errors import Preempted
 from resnet_jax.metric_logging import MetricLogger
@@ -173,20 +174,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       workdir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints,
       fingerprint=checkpoints.model_fingerprint(config.model, setup.abstract_state.params),
       overwrite=config.overwrite)
-  state, train_metrics = ckpt.restore_latest(
-      initial_state(setup),
-      restore_data_state=setup.feed.restore_data_state if setup.feed.streamed else None)
-  start_step = int(jnp.max(state.step))
-  logger = MetricLogger(workdir, resume_step=start_step)
-  logger.write_config(config.to_json_best_effort(indent=2))
-  logging.info('%s', console.describe_run(config, state.params, workdir))
-  if start_step >= config.num_train_steps:
-    logging.info('%s', console.finished_message(workdir, start_step))
-  try:
-    return _train_loop(setup, ckpt, logger, state, train_metrics, start_step)
-  finally:
-    ckpt.close()
-    logger.close()
+  with contextlib.closing(ckpt):
+    run_record.check_resume(workdir, config, resumes=ckpt.latest_step() is not None)
+    state, train_metrics = ckpt.restore_latest(
+        initial_state(setup),
+        restore_data_state=setup.feed.restore_data_state if setup.feed.streamed else None)
+    start_step = int(jnp.max(state.step))
+    with contextlib.closing(MetricLogger(workdir, resume_step=start_step)) as logger:
+      if start_step < config.num_train_steps:
+        run_record.record_segment(workdir, config, start_step, setup.feed.origin)
+      logging.info('%s', console.describe_run(config, state.params, workdir, setup.feed.origin))
+      if start_step >= config.num_train_steps:
+        logging.info('%s', console.finished_message(workdir, start_step))
+      return _train_loop(setup, ckpt, logger, state, train_metrics, start_step)
 
 
 def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogger, state,

@@ -1,13 +1,17 @@
 """Shared fixtures: the repository's paths and a decoded copy of the real CIFAR archive; and one
 persistent compilation cache for every run of the session."""
 import atexit
+import io
 import os
 import pathlib
 import shutil
 import sys
+import tarfile
 import tempfile
 
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CIFAR_ARCHIVE = REPO.parent / 'shared' / 'data' / 'cifar10-jpeg.tar.gz'
@@ -37,6 +41,26 @@ def cifar_archive() -> pathlib.Path:
 def cifar_cache_dir(tmp_path_factory) -> pathlib.Path:
   """One cache of decoded CIFAR arrays shared by every test of the session."""
   return tmp_path_factory.mktemp('cifar_cache')
+
+
+@pytest.fixture(scope='session')
+def noise_archive(tmp_path_factory) -> pathlib.Path:
+  """A .tar.gz of random 32x32 JPEGs, train/<class>/ (8 a class) and test/<class>/ (4 a class),
+  3 classes: it barely compresses, so a few KB of damage land among its members. Read only:
+  copy it to damage it."""
+  path = tmp_path_factory.mktemp('noise_archive') / 'noise.tar.gz'
+  rng = np.random.default_rng(0)
+  with tarfile.open(path, 'w:gz') as tar:
+    for split, count in (('train', 8), ('test', 4)):
+      for name in ('cat', 'dog', 'frog'):
+        for index in range(count):
+          jpeg = io.BytesIO()
+          Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(jpeg, 'JPEG')
+          member = tarfile.TarInfo(f'{split}/{name}/{index:03d}.jpg')
+          member.size = jpeg.tell()
+          jpeg.seek(0)
+          tar.addfile(member, jpeg)
+  return path
 
 
 def notebook_outputs(study_dir: pathlib.Path, monkeypatch) -> list:

@@ -1,6 +1,9 @@
 """Tests of load_dataset's sources (folder, archive, synthetic, TFDS), its cache, its subsets
 and its errors on bad input."""
+import gzip
 import os
+import random
+import re
 import socket
 import subprocess
 import sys
@@ -15,9 +18,11 @@ import pytest
 from PIL import Image
 
 from resnet_jax.data import ArraySplits, DataError, load_dataset
-from resnet_jax.data import decode, tfds_source
+from resnet_jax.data import cache, decode, tfds_source
 from resnet_jax.data.folder import load_image_archive
+from resnet_jax.data.origin import DataOrigin
 from resnet_jax.data.subsets import stratified_choice
+from resnet_jax.faults import damage
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
@@ -391,8 +396,11 @@ def test_auto_source_reads_the_archive_when_tfds_has_no_prepared_copy(archive, t
                                                                        cache_dir, monkeypatch):
   pytest.importorskip('tensorflow_datasets')
   pretend_offline(monkeypatch)
+  (tmp_path / 'tfds').mkdir()
   config = source_config('auto', archive, cache_dir, data_dir=str(tmp_path / 'tfds'))
   splits = load_dataset(config)
+  assert splits.origin == DataOrigin('archive', str(archive.resolve()),
+                                     cache.fingerprint(archive.resolve()))
   np.testing.assert_array_equal(
       splits.train_images, load_dataset(source_config('folder', tree, cache_dir)).train_images)
   with pytest.raises(DataError, match="(?s)TFDS cannot download 'cifar10'.*a prepared TFDS copy"):
@@ -494,6 +502,20 @@ def test_truncated_archive_is_called_damaged(tree, archive, tmp_path, cache_dir,
   with pytest.raises(DataError, match=f'{name} is damaged or incomplete .*download or copy it '
                                       f'again'):
     load_dataset(source_config('archive', tmp_path / name, cache_dir))
+
+
+@pytest.mark.parametrize('compressed', [True, False])
+@pytest.mark.parametrize('seed', range(3))
+def test_garbage_anywhere_in_an_archive_is_called_damaged(noise_archive, tmp_path, cache_dir,
+                                                          compressed, seed):
+  archive = tmp_path / ('noise.tar.gz' if compressed else 'noise.tar')
+  data = noise_archive.read_bytes()
+  archive.write_bytes(data if compressed else gzip.decompress(data))
+  damage.garble(archive, random.Random(seed), count=4096)
+  check = f'`gzip -t {archive}`' if compressed else f'`tar -tf {archive} > /dev/null`'
+  with pytest.raises(DataError, match=rf'{archive.name} is damaged or incomplete \(.*; reading '
+                                      rf'stopped about \d+% into the file.*{re.escape(check)}'):
+    load_dataset(source_config('archive', archive, cache_dir))
 
 
 def test_no_splits(tmp_path, cache_dir):

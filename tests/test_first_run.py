@@ -18,6 +18,7 @@ from etils import epath
 
 from conftest import CIFAR_ARCHIVE as CHECKOUT_ARCHIVE, REPO
 from resnet_jax import analysis, console, models
+from resnet_jax.data.origin import DataOrigin
 from resnet_jax.preemption import PreemptionWatcher
 
 
@@ -62,9 +63,12 @@ def test_console_shows_the_config_and_size_and_files_the_parameter_table(tmp_pat
   config = cifar10.get_config('resnet20')
   model = models.create('resnet20')
   params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
-  config_line, size_line = console.describe_run(config, params, epath.Path(tmp_path)).split('\n')
-  assert config_line.startswith('resnet20 (shortcut A, float32) on cifar10, batch 128, 64,000 '
-                                'steps, lr 0.1 (x0.1 at 32,000, 48,000)')
+  data_read = DataOrigin('tfds', '/data/cifar10/3.0.2', 'cifar10/3.0.2')
+  config_line, size_line = console.describe_run(config, params, epath.Path(tmp_path),
+                                                data_read).split('\n')
+  assert config_line.startswith('resnet20 (shortcut A, float32) on cifar10 (tfds '
+                                '/data/cifar10/3.0.2), batch 128, 64,000 steps, lr 0.1 (x0.1 at '
+                                '32,000, 48,000)')
   assert size_line.startswith(f'0.27M parameters (table: {tmp_path / "parameters.txt"})')
   assert 'stage3_block2/Conv_1/kernel' in (tmp_path / 'parameters.txt').read_text()
 

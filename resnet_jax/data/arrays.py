@@ -4,6 +4,7 @@ import dataclasses
 import numpy as np
 
 from resnet_jax.data.errors import DataError
+from resnet_jax.data.origin import DataOrigin
 
 EVAL_SPLITS = ('test', 'validation')
 
@@ -17,6 +18,7 @@ class ArraySplits:
   eval_labels: np.ndarray
   class_names: tuple[str, ...]
   eval_split: str  # 'test', or 'validation' when it is held out of the train set.
+  origin: DataOrigin | None = None  # What was read; load_dataset always sets it.
 
   def __post_init__(self):
     if self.eval_split not in EVAL_SPLITS:

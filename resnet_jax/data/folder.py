@@ -1,6 +1,7 @@
 """The 'folder' and 'archive' sources: a class-folder tree of JPEG/PNG images, or a .tar/.tar.gz
 of one, decoded once with Pillow and cached under cache_dir, never beside the data."""
 import contextlib
+import dataclasses
 import gzip
 import logging
 import os
@@ -18,6 +19,7 @@ from resnet_jax.data.arrays import ArraySplits
 from resnet_jax.data.decode import decode_images
 from resnet_jax.data.errors import DataError
 from resnet_jax.data.image_tree import build_splits, select_images
+from resnet_jax.data.origin import DataOrigin
 
 _ARRAYS = ('train_images', 'train_labels', 'eval_images', 'eval_labels', 'class_names')
 _FOLDER = 'a folder holding train/<class>/*.jpg and test/<class>/*.jpg'
@@ -47,7 +49,7 @@ def load_image_archive(path: str | os.PathLike, cache_dir: str | os.PathLike,
   if archive.is_dir():
     raise DataError(f"data.path {archive} is a folder; set data.source='folder' to read a "
                     f"folder, or point data.path at {_ARCHIVE}.")
-  if not tarfile.is_tarfile(archive):
+  if not tarfile.is_tarfile(archive) and not _is_gzip(archive):  # A .gz is read to say more.
     raise DataError(f'{archive} is not a tar archive; data.path must be {_ARCHIVE}.')
   cache_root = _cache_root(cache_dir, archive.parent, nested=False)
   return _load_cached(archive, cache_root, lambda: archive_files(archive), num_workers)
@@ -57,11 +59,12 @@ def _load_cached(source: Path, cache_root: Path, list_files: Callable[[], NamedF
                  num_workers: int | None) -> ArraySplits:
   # Fingerprinted before decoding: a source changed meanwhile makes this cache stale.
   source_fingerprint = cache.fingerprint(source)
+  origin = DataOrigin('folder' if source.is_dir() else 'archive', str(source), source_fingerprint)
   cache_path = cache.cache_file(cache_root, source)
   arrays = cache.read(cache_path, source_fingerprint, _ARRAYS)
   if arrays is not None:
     return ArraySplits(**arrays | {'class_names': tuple(map(str, arrays['class_names']))},
-                       eval_split='test')
+                       eval_split='test', origin=origin)
   _log.info('Decoding the images of %s once, into the cache %s.', source, cache_path)
   try:
     names, images = _decode(source, list_files, num_workers)
@@ -73,7 +76,7 @@ def _load_cached(source: Path, cache_root: Path, list_files: Callable[[], NamedF
   splits = build_splits(names, images, str(source))
   cache.write(cache_path, source_fingerprint,
               {key: np.asarray(getattr(splits, key)) for key in _ARRAYS})
-  return splits
+  return dataclasses.replace(splits, origin=origin)
 
 
 def _decode(source: Path, list_files: Callable[[], NamedFiles],
@@ -112,35 +115,67 @@ def folder_files(root: Path) -> NamedFiles:
 
 def archive_files(archive: Path) -> NamedFiles:
   """(member name, read) for every file of a tar archive, in one streaming pass; each
-  read must be called before the next pair is drawn."""
-  with _damaged_archive_is_a_data_error(archive), tarfile.open(archive, 'r|*') as tar:
+  read must be called before the next pair is drawn. Damage anywhere in the archive is a
+  DataError saying where reading stopped and how to check the file."""
+  with open(archive, 'rb') as raw, _damage_is_a_data_error(archive, raw), \
+      _tar_stream(archive, raw) as tar:
+    last_member = None
     for member in tar:
       if member.isfile():
-        yield member.name, _guarded_read(archive, tar.extractfile(member).read)
-    # A stream cut at a member boundary ends without an error, but also without the
-    # end-of-archive block tar writes last.
-    if tar.fileobj.pos - tar.offset < tarfile.BLOCKSIZE:
-      raise _damaged(archive, 'it ends without the end-of-archive block')
+        yield member.name, _guarded_read(archive, raw, tar.extractfile(member).read)
+      last_member = member.name
+    _check_the_end(archive, raw, tar, last_member)
 
 
 _ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
 
 
-def _guarded_read(archive: Path, read: Callable[[], bytes]) -> Callable[[], bytes]:
+def _is_gzip(archive: Path) -> bool:
+  with open(archive, 'rb') as file:
+    return file.read(2) == b'\x1f\x8b'
+
+
+def _tar_stream(archive: Path, raw) -> tarfile.TarFile:
+  # tarfile's own gzip reader checks no CRC: gzip.GzipFile's check at the end of the stream
+  # catches damage that decompresses without an error.
+  if _is_gzip(archive):
+    return tarfile.open(fileobj=gzip.GzipFile(fileobj=raw), mode='r|')
+  return tarfile.open(fileobj=raw, mode='r|*')
+
+
+def _check_the_end(archive: Path, raw, tar: tarfile.TarFile, last_member: str | None) -> None:
+  """tarfile ends its listing silently at a header it cannot parse, as at the end of the
+  archive: after the last member, only the zero blocks that end a tar may follow."""
+  # A stream cut at a member boundary ends without an error, but also without the
+  # end-of-archive block tar writes last.
+  if tar.fileobj.pos - tar.offset < tarfile.BLOCKSIZE:
+    raise _damaged(archive, raw, 'it ends without the end-of-archive block')
+  while rest := tar.fileobj.read(tarfile.RECORDSIZE):  # To the end: the gzip CRC is checked.
+    if rest.strip(b'\0'):
+      after = f'after {last_member}' if last_member else 'at its start'
+      raise _damaged(archive, raw, f'its tar data stop making sense {after}')
+
+
+def _guarded_read(archive: Path, raw, read: Callable[[], bytes]) -> Callable[[], bytes]:
   def guarded() -> bytes:
-    with _damaged_archive_is_a_data_error(archive):
+    with _damage_is_a_data_error(archive, raw):
       return read()
   return guarded
 
 
 @contextlib.contextmanager
-def _damaged_archive_is_a_data_error(archive: Path):
+def _damage_is_a_data_error(archive: Path, raw):
   try:
     yield
   except _ARCHIVE_ERRORS as error:
-    raise _damaged(archive, error) from None
+    raise _damaged(archive, raw, error) from None
 
 
-def _damaged(archive: Path, why) -> DataError:
-  return DataError(f'{archive} is damaged or incomplete ({why}): the archive is truncated or '
-                   f'corrupt, e.g. an unfinished download or copy; download or copy it again.')
+def _damaged(archive: Path, raw, why) -> DataError:
+  position, size = raw.tell(), archive.stat().st_size
+  checks = (f'`gzip -t {archive}` and `tar -tzf {archive} > /dev/null`' if _is_gzip(archive)
+            else f'`tar -tf {archive} > /dev/null`')
+  return DataError(f'{archive} is damaged or incomplete ({why}; reading stopped about '
+                   f'{position / max(size, 1):.0%} into the file, at byte {position:,} of '
+                   f'{size:,}): the archive is truncated or corrupt, e.g. an unfinished download '
+                   f'or copy; check it with {checks}, and download or copy it again.')

@@ -30,6 +30,7 @@ from resnet_jax.data.errors import DataError
 from resnet_jax.data.imagenet_eval import MODES, eval_rows
 from resnet_jax.data.imagenet_pipeline import eval_batches, train_batches
 from resnet_jax.data.imagenet_sources import EVAL, Sources, open_sources
+from resnet_jax.data.origin import DataOrigin
 
 SOURCES = ('tfds', 'folder', 'synthetic')
 NORMALIZATIONS = ('per_pixel', 'per_channel')
@@ -76,6 +77,11 @@ class StreamedData:
   @property
   def num_classes(self) -> int:
     return len(self.sources.class_names)
+
+  @property
+  def origin(self) -> DataOrigin:
+    """What this data set reads: its source, folder or TFDS data_dir, and cache key."""
+    return DataOrigin(self.config.source, self.sources.location, self.sources.cache_key)
 
   @property
   def num_train(self) -> int:

@@ -45,6 +45,7 @@ class Sources:
   validation: 'Split'
   class_names: tuple[str, ...]
   cache_key: str  # Names the source in cache file names; changes when the data do.
+  location: str | None  # The folder or TFDS data_dir read; None for synthetic images.
 
 
 class Split(Protocol):
@@ -102,7 +103,7 @@ def _folder_sources(config) -> Sources:
   for split in splits.values():
     digest.update(b'\0'.join(split.names.tolist()))
   return Sources(splits[TRAIN], splits[EVAL], class_names,
-                 f'folder-{root.name}-{digest.hexdigest()[:16]}')
+                 f'folder-{root.name}-{digest.hexdigest()[:16]}', str(root))
 
 
 def _list_folder(split_dir: Path, class_names: tuple[str, ...]) -> FolderSplit:
@@ -169,7 +170,7 @@ def _tfds_sources(config) -> Sources:
                  tuple(features['label'].names),
                  f'tfds-{config.name}-' + hashlib.sha256(
                      f'{builder.data_dir}:{len(splits[0])}:{len(splits[1])}'.encode()
-                 ).hexdigest()[:16])
+                 ).hexdigest()[:16], str(builder.data_dir))
 
 
 def _not_prepared(builder, error: Exception) -> DataError:
@@ -238,4 +239,4 @@ def _synthetic_sources(settings) -> Sources:
   key = (f'{settings.seed}-{num_classes}-{height_width[0]}x{height_width[1]}-'
          f'{splits[TRAIN].size}-{splits[EVAL].size}')
   return Sources(splits[TRAIN], splits[EVAL], tuple(f'class_{i}' for i in range(num_classes)),
-                 f'synthetic-{key}')
+                 f'synthetic-{key}', None)

@@ -12,7 +12,7 @@ from resnet_jax.data.errors import DataError
 from resnet_jax.data.folder import load_image_archive, load_image_folder
 from resnet_jax.data.subsets import hold_out_validation, keep_train_fraction
 from resnet_jax.data.synthetic import synthetic_splits
-from resnet_jax.data.tfds_source import is_prepared, load_tfds, ways_to_get_data
+from resnet_jax.data.tfds_source import check_data_dir, is_prepared, load_tfds, ways_to_get_data
 
 SOURCES = ('auto', 'tfds', 'folder', 'archive', 'synthetic')
 
@@ -46,6 +46,8 @@ def load_dataset(data_config) -> ArraySplits:
   """
   config = with_defaults(data_config, default_data_config(), 'data config')
   _check_subset_sizes(config)
+  if config.source in ('auto', 'tfds'):
+    check_data_dir(config.name, config.data_dir)
   if config.source == 'auto':
     config.source = auto_source(config)
   if config.source == 'tfds':

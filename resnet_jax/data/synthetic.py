@@ -5,6 +5,7 @@ import numpy as np
 from resnet_jax.data.arrays import ArraySplits
 from resnet_jax.data.config import positive_int
 from resnet_jax.data.errors import DataError
+from resnet_jax.data.origin import DataOrigin
 
 NOISE = 64  # Pixel noise around the class color: visible, yet leaving the classes apart.
 
@@ -25,7 +26,8 @@ def synthetic_splits(num_train: int, num_eval: int, image_size: int | tuple[int,
       train_labels=train_labels,
       eval_images=synthetic_images(eval_rng, eval_labels, height, width, colors),
       eval_labels=eval_labels,
-      class_names=tuple(f'class_{i}' for i in range(num_classes)), eval_split='test')
+      class_names=tuple(f'class_{i}' for i in range(num_classes)), eval_split='test',
+      origin=DataOrigin('synthetic'))
 
 
 def image_height_width(image_size) -> tuple[int, int]:

@@ -2,11 +2,13 @@
 loaded whole into numpy. TensorFlow is imported only when this source is used."""
 import socket
 import urllib.parse
+from pathlib import Path
 
 import numpy as np
 
 from resnet_jax.data.arrays import ArraySplits
 from resnet_jax.data.errors import DataError
+from resnet_jax.data.origin import DataOrigin
 from resnet_jax.data.tf_import import import_tensorflow
 
 BATCH_SIZE = 1024  # Read in batches: batch_size=-1 crashes under tfds.testing.mock_data.
@@ -25,6 +27,17 @@ def is_prepared(name: str, data_dir: str | None = None) -> bool:
     return tfds.builder(name, data_dir=data_dir).is_prepared()
   except tfds.core.registered.DatasetNotFoundError:
     return False
+
+
+def check_data_dir(name: str, data_dir: str | None) -> None:
+  """A DataError when `data_dir` is set but does not exist: read nothing else in its place."""
+  if data_dir is None or '://' in data_dir:  # Cloud storage: TFDS says what it lacks.
+    return
+  resolved = Path(data_dir).expanduser().resolve()
+  if not resolved.is_dir():
+    raise DataError(f'data.data_dir {data_dir!r} does not exist (resolved to {resolved}); set it '
+                    f'to the folder holding {name}/ (`tfds build {name} --data_dir=DIR` writes it '
+                    f'there), create it for TFDS to download {name} into, or unset it.')
 
 
 def ways_to_get_data(name: str) -> str:
@@ -62,7 +75,8 @@ def load_tfds(name: str, data_dir: str | None = None) -> ArraySplits:
       _read_split(tfds, builder, split) for split in ('train', eval_split))
   return ArraySplits(train_images=train_images, train_labels=train_labels,
                      eval_images=eval_images, eval_labels=eval_labels,
-                     class_names=tuple(features['label'].names), eval_split=eval_split)
+                     class_names=tuple(features['label'].names), eval_split=eval_split,
+                     origin=DataOrigin('tfds', str(builder.data_dir), builder.info.full_name))
 
 
 def _download(builder, name: str) -> None:

@@ -29,9 +29,11 @@ STEPS = 12
 RUN_FLAGS = (f'--config.num_train_steps={STEPS}', '--config.log_every_steps=1',
              '--config.optimizer.lr_boundaries=(5,9)')
 NAN_LEARNING_RATES = (1e6, 1e8)  # Log-uniform; ResNet-8 diverges to NaN within a few steps.
-# A finished run continued to twice its steps at such a rate, with no drop before the end.
+# A finished run continued to twice its steps at such a rate, with no drop before the end:
+# a change of what is trained, which the run must be told to accept.
 NAN_FLAGS = (f'--config.num_train_steps={2 * STEPS}',
-             f'--config.optimizer.lr_boundaries=({2 * STEPS - 1},)')
+             f'--config.optimizer.lr_boundaries=({2 * STEPS - 1},)',
+             '--config.allow_config_change=true')
 
 
 @dataclasses.dataclass(frozen=True)
