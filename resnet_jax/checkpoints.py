@@ -1,7 +1,9 @@
 """Orbax checkpoints of the train state (and of a streamed input's position): verified on
 restore, never loaded partial or corrupt, and never mixed with another model's run."""
+import errno
 import json
 import logging
+import os
 import time
 
 import jax
@@ -13,7 +15,7 @@ from etils import epath
 from jax import lax
 from jax.experimental import multihost_utils
 
-from resnet_jax import errors
+from resnet_jax import errors, workdir_lock
 
 CHECKPOINT_DIR = 'checkpoints'
 CORRUPT_DIR = 'corrupt_checkpoints'  # Unreadable checkpoints are moved here, never deleted.
@@ -104,6 +106,18 @@ class _DataState:
 
   def start_prefetch(self) -> None:
     """Called by the handler after a restore; the real iterator starts when it is used."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+  """Whether `error`, or one it was raised from, says the disk is full: an OSError, or the
+  text of one inside a tensorstore or orbax error raised in a save's background thread."""
+  while error is not None:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+      return True
+    if os.strerror(errno.ENOSPC) in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
 
 
 class Checkpoints:
@@ -237,7 +251,7 @@ class Checkpoints:
     if jax.process_index() == 0:
       destination.mkdir(parents=True)
       for path in self.workdir.iterdir():
-        if path.name != REPLACED_DIR:
+        if path.name not in (REPLACED_DIR, workdir_lock.LOCK_FILE):  # This run holds the lock.
           path.rename(destination / path.name)
     multihost_utils.sync_global_devices('moved the previous run aside')
     logging.warning('config.overwrite: %s Moved that run to %s.', mismatch, destination)

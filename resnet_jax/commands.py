@@ -2,6 +2,7 @@
 run's processes (jax.distributed), a quiet console, and one exit status per way a run stops."""
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -28,6 +29,8 @@ def run(task: Callable, *args) -> None:
   if jax.process_count() > 1:
     logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
                  jax.devices())
+  # Raised, not the default exit, so that cleanups run: grain's workers, shared memory.
+  signal.signal(signal.SIGTERM, _raise_terminated)
   try:
     task(*args)
   except errors.RunError as stopped:
@@ -36,3 +39,8 @@ def run(task: Callable, *args) -> None:
   except KeyboardInterrupt:  # Once training runs, Ctrl-C saves first (preemption.py).
     logging.error('Interrupted (Ctrl-C) before training started or without saving.')
     sys.exit(130)
+
+
+def _raise_terminated(signum, frame):
+  del signum, frame
+  raise errors.Terminated()

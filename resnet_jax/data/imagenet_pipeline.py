@@ -14,6 +14,7 @@ redo grain's worker management and shared memory.
 """
 import contextlib
 import functools
+import gc
 import logging
 import weakref
 from collections.abc import Iterator
@@ -107,18 +108,19 @@ def prefetched(batches: grain.MapDataset, num_workers: int) -> Iterator[dict[str
     return iter(batches)
   init = functools.partial(imagenet_workers.worker_init, imagenet_workers.this_run_id())
   with imagenet_workers.stop_signals_held():
-    return _SignalSafe(iter(batches.mp_prefetch(
+    return _WorkerIterator(iter(batches.mp_prefetch(
         grain.MultiprocessingOptions(num_workers=num_workers), worker_init_fn=init)))
 
 
-class _SignalSafe:
-  """A grain iterator whose every call holds the stop signals: grain starts a worker process
-  from threads it starts in such calls, and they inherit the held mask (imagenet_workers)."""
+class _WorkerIterator:
+  """A grain iterator fed by worker processes, whose every call holds the stop signals: grain
+  starts a worker from threads it starts in such calls, which inherit the held mask
+  (imagenet_workers)."""
 
   def __init__(self, iterator: grain.DatasetIterator):
     self._iterator = iterator
 
-  def __iter__(self) -> '_SignalSafe':
+  def __iter__(self) -> '_WorkerIterator':
     return self
 
   def __next__(self):
@@ -127,6 +129,9 @@ class _SignalSafe:
 
   def close(self) -> None:
     self._iterator.close()
+    # grain's iterators hold their last batches in reference cycles: collected now, their
+    # shared memory is freed now rather than at exit (with a resource_tracker warning).
+    gc.collect()
 
 
 class ResumableBatches:

@@ -52,8 +52,10 @@ def start_main(workdir, *flags, devices: int = 1, config: str = 'smoke',
   else:
     command = [sys.executable, '-m', 'resnet_jax.main', f'--config={config_arg}',
                f'--workdir={workdir}']
+  # A process group of its own, which signal_group() signals as a terminal or SLURM would.
   return subprocess.Popen([*command, *_last_of_each(tuple(base_flags) + flags)], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          process_group=0)
 
 
 def _last_of_each(flags: tuple[str, ...]) -> list[str]:
