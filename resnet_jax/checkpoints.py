@@ -4,6 +4,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import time
 
 import jax
@@ -108,6 +109,15 @@ class _DataState:
     """Called by the handler after a restore; the real iterator starts when it is used."""
 
 
+def disk_full(workdir: epath.Path, bytes_per_save: int) -> errors.DiskFull:
+  """The error of a save that does not fit on the disk of `workdir`."""
+  return errors.DiskFull(
+      f'The disk of --workdir={workdir} is full: {shutil.disk_usage(workdir).free / 2**20:,.1f} '
+      f'MiB free, and a checkpoint of this run needs about {bytes_per_save / 2**20:,.1f} MiB. '
+      'The checkpoints saved before are intact: free some space (or lower '
+      '--config.keep_checkpoints) and rerun the same command to resume.')
+
+
 def is_disk_full(error: BaseException) -> bool:
   """Whether `error`, or one it was raised from, says the disk is full: an OSError, or the
   text of one inside a tensorstore or orbax error raised in a save's background thread."""
@@ -130,8 +140,9 @@ class Checkpoints:
   """
 
   def __init__(self, workdir: epath.PathLike, *, every_steps: int, keep: int, fingerprint: dict,
-               overwrite: bool = False):
+               overwrite: bool = False, bytes_per_save: int = 0):
     self.workdir = epath.Path(workdir)
+    self.bytes_per_save = bytes_per_save
     self.directory = self.workdir / CHECKPOINT_DIR
     self.every_steps = every_steps
     self.fingerprint = fingerprint
@@ -170,6 +181,9 @@ class Checkpoints:
   def save(self, step: int, state, data_state=None) -> None:
     """Starts an async save of `state` at `step`, with its layout and checksums, and of
     this process's input state `data_state` (JSON-serializable) when there is one."""
+    if '://' not in os.fspath(self.workdir) and (
+        shutil.disk_usage(self.workdir).free < self.bytes_per_save):
+      raise disk_full(self.workdir, self.bytes_per_save)  # Before orbax's threads fail on it.
     meta = {**self.fingerprint, 'layout': _layout(state), 'checksums': state_checksums(state)}
     items = dict(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
     if data_state is not None:

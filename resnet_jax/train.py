@@ -10,7 +10,6 @@ data order, augmentation and init of its own seed.
 import dataclasses
 import functools
 import logging
-import shutil
 from typing import Any, Callable
 
 import jax
@@ -27,7 +26,7 @@ from resnet_jax import (checkpoints, config_checks, console, feeds, models, opti
                         stream_eval, workdir_lock)
 from resnet_jax.data import augment
 from resnet_jax.data.errors import DataError
-from resnet_jax.errors import DiskFull, Preempted
+from resnet_jax.errors import Preempted
 from resnet_jax.metric_logging import MetricLogger
 from resnet_jax.nonfinite import NonFiniteGuard
 from resnet_jax.preemption import PreemptionWatcher
@@ -178,24 +177,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpoint_bytes = config_checks.checkpoint_bytes(setup.abstract_state)
     config_checks.check_workdir(workdir, checkpoint_bytes * (config.keep_checkpoints + 1))
     try:
-      return _resume_and_train(setup, workdir)
-    except Exception as error:
-      if not checkpoints.is_disk_full(error):
-        raise
-      raise DiskFull(
-          f'The disk of --workdir={workdir} filled up while saving ({error.__class__.__name__}); '
-          f'it has {shutil.disk_usage(workdir).free / 2**20:,.0f} MiB free and a checkpoint of '
-          f'this run needs about {checkpoint_bytes / 2**20:,.0f} MiB. The checkpoints saved '
-          'before are intact: free some space, or lower --config.keep_checkpoints, and rerun '
-          'the same command to resume.') from None
+      return _resume_and_train(setup, workdir, checkpoint_bytes)
+    except Exception as error:  # Also a failed async save, raised from orbax's threads.
+      if checkpoints.is_disk_full(error):
+        raise checkpoints.disk_full(workdir, checkpoint_bytes) from None
+      raise
 
 
-def _resume_and_train(setup: Setup, workdir: epath.Path) -> dict:
+def _resume_and_train(setup: Setup, workdir: epath.Path, checkpoint_bytes: int) -> dict:
   config = setup.config
   ckpt = checkpoints.Checkpoints(
       workdir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints,
       fingerprint=checkpoints.model_fingerprint(config.model, setup.abstract_state.params),
-      overwrite=config.overwrite)
+      overwrite=config.overwrite, bytes_per_save=checkpoint_bytes)
   state, train_metrics = ckpt.restore_latest(
       initial_state(setup),
       restore_data_state=setup.feed.restore_data_state if setup.feed.streamed else None)

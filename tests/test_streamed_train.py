@@ -1,6 +1,7 @@
 """The trainer on streamed ImageNet-style input: a tiny generated ILSVRC folder (with the odd
 grayscale, CMYK and PNG-named-JPEG files), exact resume after a kill or a signal to the process
 group, 2 processes against 1, a bad val image, and the paper's 10-crop testing."""
+import json
 import os
 import re
 import shutil
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 import imagenet
-from resnet_jax import errors, stream_eval, train
+from resnet_jax import errors, sharding, stream_eval, stream_feed, train
 from resnet_jax.data import fake_images, imagenet_workers
 from resnet_jax.faults.runs import (Running, assert_same_training, child_pids,
                                     compilation_cache_env, final_state,
@@ -219,3 +220,23 @@ def test_a_bad_val_image_found_by_an_eval_keeps_the_steps_before_it(tmp_path, st
   image.write_bytes(good)
   assert f'at step {EVAL_EVERY}.' in run_streamed(workdir, flags)
   assert metric_records(workdir) == metric_records(streamed_run)
+
+
+def test_a_resumed_run_logs_the_unreadable_files_skipped_before_its_checkpoint(tmp_path):
+  tree = fake_images.write_ilsvrc_tree(tmp_path / 'ilsvrc', {'train': 2, 'val': 1})
+  wnid = fake_images.CLASSES[1]
+  (tree / 'train' / wnid / f'{wnid}_0.JPEG').write_bytes(b'not an image')
+  config = imagenet.get_config('smoke')
+  config.batch_size = 6  # Every train image, the broken one stood in for once, each step.
+  config.data.update(source='folder', path=str(tree), cache_dir=str(tmp_path / 'cache'),
+                     skip_unreadable=True)
+  mesh = sharding.make_mesh(config.mesh.to_dict())
+  uninterrupted = stream_feed.StreamFeed(config, mesh)
+  for _ in range(2):
+    uninterrupted.train_inputs()
+  saved = json.loads(json.dumps(uninterrupted.data_state()))  # As the checkpoint holds it.
+  resumed = stream_feed.StreamFeed(config, mesh)
+  resumed.restore_data_state(saved)
+  for feed in (uninterrupted, resumed):
+    feed.train_inputs()
+  assert resumed.log_extras() == uninterrupted.log_extras() == {'unreadable_files': 3.0}
