@@ -14,7 +14,6 @@ redo grain's worker management and shared memory.
 """
 import contextlib
 import functools
-import gc
 import logging
 import weakref
 from collections.abc import Iterator
@@ -106,10 +105,11 @@ def prefetched(batches: grain.MapDataset, num_workers: int) -> Iterator[dict[str
       grain.ReadOptions(num_threads=READ_THREADS, prefetch_buffer_size=READ_THREADS))
   if not num_workers:
     return iter(batches)
-  init = functools.partial(imagenet_workers.worker_init, imagenet_workers.this_run_id())
+  tag = imagenet_workers.iterator_tag()
+  init = functools.partial(imagenet_workers.worker_init, tag)
   with imagenet_workers.stop_signals_held():
     return _WorkerIterator(iter(batches.mp_prefetch(
-        grain.MultiprocessingOptions(num_workers=num_workers), worker_init_fn=init)))
+        grain.MultiprocessingOptions(num_workers=num_workers), worker_init_fn=init)), tag)
 
 
 class _WorkerIterator:
@@ -117,8 +117,8 @@ class _WorkerIterator:
   starts a worker from threads it starts in such calls, which inherit the held mask
   (imagenet_workers)."""
 
-  def __init__(self, iterator: grain.DatasetIterator):
-    self._iterator = iterator
+  def __init__(self, iterator: grain.DatasetIterator, tag: str | None):
+    self._iterator, self._tag = iterator, tag
 
   def __iter__(self) -> '_WorkerIterator':
     return self
@@ -128,10 +128,8 @@ class _WorkerIterator:
       return next(self._iterator)
 
   def close(self) -> None:
-    self._iterator.close()
-    # grain's iterators hold their last batches in reference cycles: collected now, their
-    # shared memory is freed now rather than at exit (with a resource_tracker warning).
-    gc.collect()
+    self._iterator.close()  # Stops the workers.
+    imagenet_workers.free_segments(self._tag)
 
 
 class ResumableBatches:

@@ -5,6 +5,7 @@ shared-memory segments carry the run's identity, so that a later run frees what 
 left in /dev/shm."""
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import secrets
@@ -17,6 +18,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SHARED_MEMORY = Path('/dev/shm')
 SEGMENT_PREFIX = 'psm_resnet_jax_'  # psm_: the prefix of Python's own segment names.
 
+_ITERATORS = itertools.count()
 _log = logging.getLogger(__name__)
 
 
@@ -35,16 +37,32 @@ def stop_signals_held():
     signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def worker_init(run_id: str | None, worker_index: int, worker_count: int) -> None:
-  """grain's worker_init_fn: ignore the stop signals, name new segments after run `run_id`
-  (this_run_id() of the parent), and exit if the parent dies."""
+def worker_init(tag: str | None, worker_index: int, worker_count: int) -> None:
+  """grain's worker_init_fn: ignore the stop signals, name new segments with `tag`
+  (iterator_tag() in the parent), and exit if the parent dies."""
   del worker_index, worker_count
   for signum in STOP_SIGNALS:
     signal.signal(signum, signal.SIG_IGN)
-  if run_id is not None:
+  if tag is not None:
     # The name of every SharedMemory(create=True): Python draws it from this module function.
-    shared_memory._make_filename = functools.partial(_segment_name, run_id)  # pylint: disable=protected-access
+    shared_memory._make_filename = functools.partial(_segment_name, tag)  # pylint: disable=protected-access
   threading.Thread(target=_exit_with_parent, daemon=True).start()
+
+
+def iterator_tag() -> str | None:
+  """A new tag for the segments of one iterator's workers: this_run_id() and a serial number."""
+  run_id = this_run_id()
+  return None if run_id is None else f'{run_id}_{next(_ITERATORS)}'
+
+
+def free_segments(tag: str | None, directory: Path = SHARED_MEMORY) -> None:
+  """Frees the segments tagged `tag` once its workers have stopped: those still in flight, and
+  those of batches that a reference cycle or a traceback keeps until the process ends."""
+  for path in directory.glob(f'{SEGMENT_PREFIX}{tag}_*') if tag else ():
+    with contextlib.suppress(FileNotFoundError):  # Freed meanwhile.
+      segment = shared_memory.SharedMemory(path.name)
+      segment.close()
+      segment.unlink()  # Also tells the resource tracker, which would warn at exit.
 
 
 def this_run_id() -> str | None:
