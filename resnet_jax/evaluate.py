@@ -31,8 +31,10 @@ def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       eval=dict(mode='center',  # One of data.imagenet.MODES.
                 batch_size=0),  # Images a step over all hosts; 0: the run's eval_batch_size.
-      # Where the data lives now, when it moved since training (None: as trained).
-      data=dict(path=placeholder(str), data_dir=placeholder(str), cache_dir=placeholder(str))))
+      # Where the data lives now, when it moved since training, and the decoding processes of
+      # this machine (None: as trained).
+      data=dict(path=placeholder(str), data_dir=placeholder(str), cache_dir=placeholder(str),
+                num_workers=placeholder(int))))
 
 
 def evaluate_run(eval_config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -6,6 +6,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ import pytest
 import imagenet
 from resnet_jax import errors, sharding, stream_eval, stream_feed, train
 from resnet_jax.data import fake_images, imagenet_workers
-from resnet_jax.faults.runs import (Running, assert_same_training, child_pids,
+from resnet_jax.faults.runs import (REPO, Running, assert_same_training, child_pids,
                                     compilation_cache_env, final_state,
                                     kill_after_save, metric_records, run_main, run_processes,
                                     signal_group_when, start_main)
@@ -240,3 +242,18 @@ def test_a_resumed_run_logs_the_unreadable_files_skipped_before_its_checkpoint(t
   for feed in (uninterrupted, resumed):
     feed.train_inputs()
   assert resumed.log_extras() == uninterrupted.log_extras() == {'unreadable_files': 3.0}
+
+
+@pytest.mark.slow
+def test_evaluate_stops_cleanly_on_a_group_sigterm_as_its_workers_start(streamed_run):
+  command = [sys.executable, '-m', 'resnet_jax.evaluate', f'--workdir={streamed_run}',
+             '--config.eval.mode=10crop', WORKERS]
+  running = Running(subprocess.Popen(
+      command, cwd=REPO, env=dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO)),
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, process_group=0))
+  assert signal_group_when(running, signal.SIGTERM, _workers_starting(running))
+  stopped = running.finish()
+  assert stopped.returncode == errors.Terminated.exit_code, stopped.tail()
+  assert 'Traceback' not in stopped.output and 'leaked' not in stopped.output, stopped.output
+  assert not _segments_of(running.process.pid)
+  assert not (streamed_run / 'eval_10crop.json').exists()
