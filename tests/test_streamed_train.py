@@ -139,13 +139,13 @@ def _saving(workdir):
   return lambda: any((workdir / 'checkpoints').glob('*.orbax-checkpoint-tmp*'))
 
 
-def _workers_starting(running: Running, after_step: int | None = None):
-  """True once the run starts a process it did not have when `after_step` was logged."""
+def _workers_starting(running: Running, after: str):
+  """True once the run starts a process it did not have when it logged `after`."""
   before = []
 
   def moment():
     if not before:
-      if after_step is not None and not _logged(running, after_step)():
+      if running.wait_for(after) is None:
         return False
       before.append(child_pids(running.process.pid))
     return bool(child_pids(running.process.pid) - before[0])
@@ -158,12 +158,12 @@ def _segments_of(pid: int) -> list[str]:
 
 
 MOMENTS = {  # (signal, moment) as the issue's crash test found them.
-    "the eval's workers starting": (signal.SIGINT,
-                                    lambda running, workdir: _workers_starting(running, 4)),
+    "the eval's workers starting": (
+        signal.SIGINT, lambda running, workdir: _workers_starting(running, rf'\bstep 4/{STEPS}')),
     'a train step': (signal.SIGTERM, lambda running, workdir: _logged(running, 1)),
     'a checkpoint save': (signal.SIGTERM, lambda running, workdir: _saving(workdir)),
-    "the train workers starting": (signal.SIGINT,
-                                   lambda running, workdir: _workers_starting(running)),
+    "the train workers starting": (  # The loop starts them, after the run's description.
+        signal.SIGINT, lambda running, workdir: _workers_starting(running, 'checkpoints every')),
 }
 
 
@@ -251,7 +251,7 @@ def test_evaluate_stops_cleanly_on_a_group_sigterm_as_its_workers_start(streamed
   running = Running(subprocess.Popen(
       command, cwd=REPO, env=dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO)),
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, process_group=0))
-  assert signal_group_when(running, signal.SIGTERM, _workers_starting(running))
+  assert signal_group_when(running, signal.SIGTERM, _workers_starting(running, 'Resumed'))
   stopped = running.finish()
   assert stopped.returncode == errors.Terminated.exit_code, stopped.tail()
   assert 'Traceback' not in stopped.output and 'leaked' not in stopped.output, stopped.output
