@@ -44,8 +44,9 @@ def worker_init(tag: str | None, worker_index: int, worker_count: int) -> None:
   for signum in STOP_SIGNALS:
     signal.signal(signum, signal.SIG_IGN)
   if tag is not None:
-    # The name of every SharedMemory(create=True): Python draws it from this module function.
-    shared_memory._make_filename = functools.partial(_segment_name, tag)  # pylint: disable=protected-access
+    # Python draws the name of every SharedMemory(create=True) from this module function.
+    # pylint: disable-next=protected-access
+    shared_memory._make_filename = functools.partial(_segment_name, tag)
   threading.Thread(target=_exit_with_parent, daemon=True).start()
 
 
@@ -77,7 +78,7 @@ def free_segments_of_dead_runs(directory: Path = SHARED_MEMORY) -> int:
   free them) and returns how many; a live run's segments are never touched."""
   freed, size = 0, 0
   for path in directory.glob(f'{SEGMENT_PREFIX}*'):
-    pid, ticks = path.name[len(SEGMENT_PREFIX):].split('_')[:2]
+    pid, ticks = (path.name[len(SEGMENT_PREFIX):].split('_') + ['', ''])[:2]
     if not (pid.isdigit() and ticks.isdigit()) or _start_ticks(int(pid)) == int(ticks):
       continue
     with contextlib.suppress(OSError):  # Gone already, or another user's.
@@ -90,8 +91,8 @@ def free_segments_of_dead_runs(directory: Path = SHARED_MEMORY) -> int:
   return freed
 
 
-def _segment_name(run_id: str) -> str:
-  return f'/{SEGMENT_PREFIX}{run_id}_{secrets.token_hex(8)}'
+def _segment_name(tag: str) -> str:
+  return f'/{SEGMENT_PREFIX}{tag}_{secrets.token_hex(8)}'
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -105,4 +106,4 @@ def _start_ticks(pid: int) -> int | None:
 
 def _exit_with_parent() -> None:
   connection.wait([parent_process().sentinel])
-  os._exit(1)  # pylint: disable=protected-access
+  os._exit(1)  # Its segments are freed by the next run (free_segments_of_dead_runs).
