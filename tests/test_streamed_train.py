@@ -201,7 +201,6 @@ def test_a_killed_runs_workers_exit_and_its_restart_frees_its_shared_memory(tmp_
   assert not _segments_of(running.process.pid)
 
 
-@pytest.mark.slow
 def test_a_bad_val_image_found_by_an_eval_keeps_the_steps_before_it(tmp_path, stream_flags,
                                                                     streamed_run):
   """The eval at step 4 meets an unreadable image: the run saves step 4 and exits 2 naming it;
