@@ -1,7 +1,10 @@
 """Orbax checkpoints of the train state (and of a streamed input's position): verified on
 restore, never loaded partial or corrupt, and never mixed with another model's run."""
+import errno
 import json
 import logging
+import os
+import shutil
 import time
 
 import jax
@@ -13,7 +16,7 @@ from etils import epath
 from jax import lax
 from jax.experimental import multihost_utils
 
-from resnet_jax import errors
+from resnet_jax import errors, workdir_lock
 
 CHECKPOINT_DIR = 'checkpoints'
 CORRUPT_DIR = 'corrupt_checkpoints'  # Unreadable checkpoints are moved here, never deleted.
@@ -106,6 +109,27 @@ class _DataState:
     """Called by the handler after a restore; the real iterator starts when it is used."""
 
 
+def disk_full(workdir: epath.Path, bytes_per_save: int) -> errors.DiskFull:
+  """The error of a save that does not fit on the disk of `workdir`."""
+  return errors.DiskFull(
+      f'The disk of --workdir={workdir} is full: {shutil.disk_usage(workdir).free / 2**20:,.1f} '
+      f'MiB free, and a checkpoint of this run needs about {bytes_per_save / 2**20:,.1f} MiB. '
+      'The checkpoints saved before are intact: free some space (or lower '
+      '--config.keep_checkpoints) and rerun the same command to resume.')
+
+
+def is_disk_full(error: BaseException) -> bool:
+  """Whether `error`, or one it was raised from, says the disk is full: an OSError, or the
+  text of one inside a tensorstore or orbax error raised in a save's background thread."""
+  while error is not None:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+      return True
+    if os.strerror(errno.ENOSPC) in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
 class Checkpoints:
   """Periodic async saves (keep-last-N) and a verified restore of the latest good one.
 
@@ -116,8 +140,9 @@ class Checkpoints:
   """
 
   def __init__(self, workdir: epath.PathLike, *, every_steps: int, keep: int, fingerprint: dict,
-               overwrite: bool = False):
+               overwrite: bool = False, bytes_per_save: int = 0):
     self.workdir = epath.Path(workdir)
+    self.bytes_per_save = bytes_per_save
     self.directory = self.workdir / CHECKPOINT_DIR
     self.every_steps = every_steps
     self.fingerprint = fingerprint
@@ -156,6 +181,9 @@ class Checkpoints:
   def save(self, step: int, state, data_state=None) -> None:
     """Starts an async save of `state` at `step`, with its layout and checksums, and of
     this process's input state `data_state` (JSON-serializable) when there is one."""
+    if '://' not in os.fspath(self.workdir) and (
+        shutil.disk_usage(self.workdir).free < self.bytes_per_save):
+      raise disk_full(self.workdir, self.bytes_per_save)  # Before orbax's threads fail on it.
     meta = {**self.fingerprint, 'layout': _layout(state), 'checksums': state_checksums(state)}
     items = dict(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
     if data_state is not None:
@@ -237,7 +265,7 @@ class Checkpoints:
     if jax.process_index() == 0:
       destination.mkdir(parents=True)
       for path in self.workdir.iterdir():
-        if path.name != REPLACED_DIR:
+        if path.name not in (REPLACED_DIR, workdir_lock.LOCK_FILE):  # This run holds the lock.
           path.rename(destination / path.name)
     multihost_utils.sync_global_devices('moved the previous run aside')
     logging.warning('config.overwrite: %s Moved that run to %s.', mismatch, destination)

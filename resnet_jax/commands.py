@@ -2,6 +2,7 @@
 run's processes (jax.distributed), a quiet console, and one exit status per way a run stops."""
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -29,6 +30,8 @@ def run(task: Callable, config, workdir: str) -> None:
   if jax.process_count() > 1:
     logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
                  jax.devices())
+  # Raised, not the default exit, so that cleanups run: grain's workers, shared memory.
+  signal.signal(signal.SIGTERM, _raise_terminated)
   try:
     _check_storage(workdir)
     task(config, workdir)
@@ -52,3 +55,7 @@ def _check_storage(workdir: str) -> None:
         f"--workdir={workdir} needs a package that is not installed: {missing}. For gs:// "
         "install it with `pip install '.[gcs]'` in the checkout (gcsfs).") from None
 
+
+def _raise_terminated(signum, frame):
+  del signum, frame
+  raise errors.Terminated()

@@ -42,7 +42,7 @@ def checkpoint_bytes(abstract_state) -> int:
              for leaf in jax.tree.leaves(abstract_state))
 
 
-def check_workdir(workdir: epath.PathLike, required_bytes: int) -> None:
+def check_workdir(workdir: epath.PathLike, required_bytes: int = 0) -> None:
   """Creates `workdir` if needed; raises WorkdirError if it cannot be written or has
   less than `required_bytes` free. Existing files are never touched."""
   if '://' in os.fspath(workdir):

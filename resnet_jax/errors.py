@@ -24,6 +24,11 @@ class WorkdirError(RunError):
   exit_code = 3
 
 
+class WorkdirInUse(RunError):
+  """Another live process trains in the workdir; nothing was read or written."""
+  exit_code = 2
+
+
 class Preempted(RunError):
   """Training stopped on a preemption notice after saving a checkpoint."""
   exit_code = 42  # Launchers rerun the same command to resume (docs/running_at_scale.md).
@@ -34,6 +39,20 @@ class Preempted(RunError):
     self.step = step
 
 
+class Terminated(RunError):
+  """SIGTERM outside the training loop (starting, evaluating): nothing new to save."""
+  exit_code = Preempted.exit_code  # A rerun resumes where the last checkpoint left off.
+
+  def __init__(self):
+    super().__init__('Stopped by SIGTERM outside training (nothing new to save); rerun the '
+                     'same command to resume.')
+
+
 class NonFiniteError(RunError):
   """The loss or the gradients became NaN or Inf; the last good checkpoint is kept."""
   exit_code = 43
+
+
+class DiskFull(RunError):
+  """The workdir's disk filled up during a save; the checkpoints before it are intact."""
+  exit_code = 44  # Free space, then rerun the same command to resume.

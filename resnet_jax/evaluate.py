@@ -33,8 +33,10 @@ def default_config() -> ml_collections.ConfigDict:
                 # Images a step over all hosts; 0: as many as hold the pixels of the run's
                 # eval_batch_size center crops.
                 batch_size=0),
-      # Where the data lives now, when it moved since training (None: as trained).
-      data=dict(path=placeholder(str), data_dir=placeholder(str), cache_dir=placeholder(str))))
+      # Where the data lives now, when it moved since training, and the decoding processes of
+      # this machine (None: as trained).
+      data=dict(path=placeholder(str), data_dir=placeholder(str), cache_dir=placeholder(str),
+                num_workers=placeholder(int))))
 
 
 def evaluate_run(eval_config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -54,6 +54,13 @@ class MetricLogger:
       self.writer.write_scalars(step, {prefix + name: v for name, v in scalars.items()})
       self.writer.flush()
 
+  def has_record(self, step: int, split: str) -> bool:
+    """Whether process 0 logged `split` at `step` (False on the other processes)."""
+    if not self.enabled or not self.path.exists():
+      return False
+    records = map(_record_of, self.path.read_text().splitlines())
+    return any((record.get('step'), record.get('split')) == (step, split) for record in records)
+
   def close(self) -> None:
     if self.writer is not None:
       self.writer.close()
@@ -72,10 +79,16 @@ class MetricLogger:
 
 
 def _step_of(line: str) -> int | None:
+  return _record_of(line).get('step')
+
+
+def _record_of(line: str) -> dict:
+  """The record of a line of metrics.jsonl; {} for a line cut short by a kill."""
   try:
-    return json.loads(line)['step']
-  except (json.JSONDecodeError, KeyError, TypeError):
-    return None
+    record = json.loads(line)
+  except json.JSONDecodeError:
+    return {}
+  return record if isinstance(record, dict) else {}
 
 
 def replace_file(path: epath.Path, text: str) -> None:

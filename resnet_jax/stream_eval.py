@@ -2,6 +2,8 @@
 (4 corners, the center and their flips; Tables 2 and 3) or fully convolutional multi-scale
 testing (Table 4). The softmax scores of an image are averaged over its views and scales;
 every image counts exactly once over all hosts."""
+import contextlib
+
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
@@ -42,14 +44,17 @@ def image_scores(score_batch, mesh: jax.sharding.Mesh, source, mode: str, batch_
   batch_sharding = NamedSharding(mesh, PartitionSpec(sharding.DATA_AXIS))
   scores = np.zeros((source.num_eval, source.num_classes), np.float32)
   labels = np.full(source.num_eval, -1, np.int32)
-  for batch in source.eval_iterator(mode, batch_size, jax.process_index(), jax.process_count()):
-    images = jax.make_array_from_process_local_data(batch_sharding, batch['images'])
-    host_scores = multihost_utils.global_array_to_host_local_array(
-        score_batch(variables, images), mesh, PartitionSpec(sharding.DATA_AXIS))
-    mask = batch['mask']
-    index = batch['index'][mask]
-    scores[index] += np.asarray(host_scores)[mask]
-    labels[index] = batch['labels'][mask]
+  # Closed on the way out of an exception too (Ctrl-C, SIGTERM): stops the workers at once.
+  with contextlib.closing(source.eval_iterator(mode, batch_size, jax.process_index(),
+                                               jax.process_count())) as batches:
+    for batch in batches:
+      images = jax.make_array_from_process_local_data(batch_sharding, batch['images'])
+      host_scores = multihost_utils.global_array_to_host_local_array(
+          score_batch(variables, images), mesh, PartitionSpec(sharding.DATA_AXIS))
+      mask = batch['mask']
+      index = batch['index'][mask]
+      scores[index] += np.asarray(host_scores)[mask]
+      labels[index] = batch['labels'][mask]
   seen = labels >= 0
   return scores[seen], labels[seen]
 

@@ -11,6 +11,7 @@ from resnet_jax import sharding
 from resnet_jax.data import imagenet
 
 _TRAIN_KEYS = ('images', 'labels', 'color_shift')
+_UNREADABLE = 'unreadable_files'  # Its key in the data state.
 
 
 class StreamFeed:
@@ -57,9 +58,11 @@ class StreamFeed:
     return images, batch['labels']
 
   def data_state(self):
-    return self.iterator.get_state()
+    # The unreadable files not logged yet, so that a resumed run logs what this one would.
+    return {**self.iterator.get_state(), _UNREADABLE: self._unreadable}
 
   def restore_data_state(self, state) -> None:
+    self._unreadable = int(state.get(_UNREADABLE, 0))
     self.iterator.set_state(state)
 
   def log_extras(self) -> dict:

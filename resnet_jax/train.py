@@ -16,14 +16,17 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from etils import epath
 from flax import linen as nn
 from jax import lax
+from jax.experimental import multihost_utils
 
 from resnet_jax import (checkpoints, config_checks, console, feeds, models, optim, run_record,
-                        sharding, stream_eval)
+                        sharding, stream_eval, workdir_lock)
 from resnet_jax.data import augment
+from resnet_jax.data.errors import DataError
 from resnet_jax.errors import Preempted
 from resnet_jax.metric_logging import MetricLogger
 from resnet_jax.nonfinite import NonFiniteGuard
@@ -161,19 +164,33 @@ def make_eval_fn(setup: Setup):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains `config.model` for `config.num_train_steps`, resuming from `workdir`.
+  """Trains `config.model` for `config.num_train_steps`, resuming from `workdir`, which no
+  other trainer may use meanwhile.
 
   Returns the last logged metrics by split (a list of one dict per replica when
   `num_replicas` > 1).
   """
   workdir = epath.Path(workdir)
-  setup = build(config)
-  config_checks.check_workdir(
-      workdir, config_checks.checkpoint_bytes(setup.abstract_state) * (config.keep_checkpoints + 1))
+  config_checks.validate(config)
+  config_checks.check_workdir(workdir)
+  with workdir_lock.held(workdir):
+    setup = build(config)
+    checkpoint_bytes = config_checks.checkpoint_bytes(setup.abstract_state)
+    config_checks.check_workdir(workdir, checkpoint_bytes * (config.keep_checkpoints + 1))
+    try:
+      return _resume_and_train(setup, workdir, checkpoint_bytes)
+    except Exception as error:  # Also a failed async save, raised from orbax's threads.
+      if checkpoints.is_disk_full(error):
+        raise checkpoints.disk_full(workdir, checkpoint_bytes) from None
+      raise
+
+
+def _resume_and_train(setup: Setup, workdir: epath.Path, checkpoint_bytes: int) -> dict:
+  config = setup.config
   ckpt = checkpoints.Checkpoints(
       workdir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints,
       fingerprint=checkpoints.model_fingerprint(config.model, setup.abstract_state.params),
-      overwrite=config.overwrite)
+      overwrite=config.overwrite, bytes_per_save=checkpoint_bytes)
   with contextlib.closing(ckpt):
     run_record.check_resume(workdir, config, resumes=ckpt.latest_step() is not None)
     state, train_metrics = ckpt.restore_latest(
@@ -197,7 +214,26 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
   progress = console.Progress(step, config.num_train_steps, config.eval_every_steps)
   preemption = PreemptionWatcher()
   guard = NonFiniteGuard(config.on_nonfinite, ckpt, schedule, config.steps_per_dispatch)
+
+  def save(step: int) -> None:
+    guard.check_now()
+    ckpt.save(step, (state, train_metrics), data_state=setup.feed.data_state())
+
+  def log_evaluation(step: int) -> None:
+    split = setup.feed.eval_split
+    try:
+      with progress.evaluating():
+        rows = evaluate(state)
+    except DataError:  # An unreadable val image: keep the steps trained so far.
+      if ckpt.latest_step() != step:
+        save(step)
+      raise
+    logging.info('step %d: %s', step, console.metrics_line(split, rows, _logged_seeds(config)))
+    results[split] = _write(logger, config, step, split, rows)
+
   results = {}
+  if _evaluation_missing(logger, setup.feed.eval_split, config, step):
+    log_evaluation(step)  # Saved, then stopped or killed before its evaluation.
   reset = step % config.log_every_steps == 0  # The checkpointed averages were logged.
   while step < config.num_train_steps:
     state, train_metrics, nonfinite_steps = train_fn(state, train_metrics,
@@ -213,19 +249,28 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
       extra = {'learning_rate': float(schedule(step - 1)), **rates, **setup.feed.log_extras()}
       results['train'] = _write(logger, config, step, 'train', rows, extra)
       _warn_about_skipped_steps(results['train'], step)
-    if step % config.eval_every_steps == 0 or last:
-      split = setup.feed.eval_split
-      with progress.evaluating():
-        rows = evaluate(state)
-      logging.info('step %d: %s', step, console.metrics_line(split, rows, _logged_seeds(config)))
-      results[split] = _write(logger, config, step, split, rows)
     stop = preemption.should_stop()
+    # Saved before the evaluation: a stop then costs no steps, and a rerun evaluates first.
     if stop or last or ckpt.is_due(step):
-      guard.check_now()
-      ckpt.save(step, (state, train_metrics), data_state=setup.feed.data_state())
+      save(step)
     if stop and not last:
       raise Preempted(step)
+    if _evaluation_due(config, step):
+      log_evaluation(step)
   return results
+
+
+def _evaluation_due(config: ml_collections.ConfigDict, step: int) -> bool:
+  return step % config.eval_every_steps == 0 or step == config.num_train_steps
+
+
+def _evaluation_missing(logger: MetricLogger, split: str, config: ml_collections.ConfigDict,
+                        step: int) -> bool:
+  """Whether the run resumes at a step whose evaluation it did not log, on every process."""
+  missing = step > 0 and _evaluation_due(config, step) and not logger.has_record(step, split)
+  if jax.process_count() > 1:  # Only process 0 reads the log.
+    missing = bool(multihost_utils.broadcast_one_to_all(np.int32(missing)))
+  return missing
 
 
 def _per_replica(fn: Callable, num_replicas: int, in_axes=0) -> Callable:

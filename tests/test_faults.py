@@ -2,10 +2,12 @@
 with fewer rounds. One reference run and one compilation cache serve the whole module."""
 import concurrent.futures
 import functools
+import os
 import random
 
 import pytest
 
+from resnet_jax import errors
 from resnet_jax.faults import __main__ as faults_main
 from resnet_jax.faults import scenarios
 from resnet_jax.faults.scenarios import Outcome
@@ -21,6 +23,8 @@ SCENARIOS = {  # Longest first.
                                 target='the largest array file'),
     'truncate': functools.partial(scenarios.damaged_checkpoint, how='truncate',
                                   target='every file'),
+    'two trainers': scenarios.second_trainer,
+    'disk full': scenarios.disk_full,
 }
 
 
@@ -81,6 +85,17 @@ def test_every_invalid_config_exits_with_its_message_and_writes_nothing(outcomes
 
 def test_another_models_workdir_is_refused_or_moved_aside_intact(outcomes):
   _passed(outcomes["another model's workdir"].result())
+
+
+def test_a_second_trainer_on_a_workdir_is_refused_naming_the_first(outcomes):
+  (outcome,) = _passed(outcomes['two trainers'].result())
+  assert 'naming the first' in outcome.detail
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='mounting the small tmpfs needs root')
+def test_a_full_disk_stops_with_one_message_and_the_earlier_checkpoints_intact(outcomes):
+  (outcome,) = _passed(outcomes['disk full'].result())
+  assert f'exit {errors.DiskFull.exit_code} with one message' in outcome.detail
 
 
 def test_the_data_folder_read_by_every_run_is_untouched(lab, outcomes):

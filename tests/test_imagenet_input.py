@@ -1,21 +1,27 @@
 """Tests of the streamed ImageNet input on tiny generated ILSVRC trees, synthetic images and
 TFDS mock data: batches, the augmentation of Section 3.4, determinism across host counts,
 resuming, the cached mean, the eval views and the error messages."""
+import contextlib
 import json
 import math
 import os
+import threading
+import time
 
+import grain
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
-from resnet_jax.data import DataError, imagenet, imagenet_stats
+from resnet_jax.data import DataError, imagenet, imagenet_stats, imagenet_workers
 from resnet_jax.data.fake_images import CLASSES, encoded, smooth_image
 from resnet_jax.data.fake_images import write_ilsvrc_tree as make_tree
 from resnet_jax.data.imagenet_augment import PCA_EIGENVECTORS, random_window, resized_size
 from resnet_jax.data.imagenet_decode import decoded, opened, resized_window
 from resnet_jax.data.imagenet_eval import bucket_shape, images_per_batch, ten_crops
+from resnet_jax.data.imagenet_pipeline import prefetched
+from resnet_jax.faults.runs import child_pids
 
 # Small crops keep the tests fast; the defaults are the paper's 224 / [256, 480] / 256.
 SMALL = dict(crop_size=8, train_resize_range=(10, 16), eval_resize_size=10, eval_scales=(8, 12),
@@ -441,3 +447,60 @@ def test_draft_mode_decoding_of_a_large_jpeg_stays_close_to_a_full_decode():
     assert rgb.size == ((size[0] // 2, size[1] // 2) if least_size == target else size)
   difference = np.abs(views[0] - views[1])
   assert 0 < difference.mean() < 2.5 and difference.max() < 30
+
+
+def test_an_empty_class_folder_is_refused_not_made_a_class(tmp_path):
+  root = make_tree(tmp_path / 'data', {'train': 1, 'val': 1})
+  (root / 'train' / 'n04').mkdir()
+  with pytest.raises(DataError, match=r'Class folder \S+/train/n04 holds no images'):
+    imagenet.open_streamed(dict(SMALL, source='folder', path=str(root),
+                                cache_dir=str(tmp_path / 'cache')))
+
+
+def test_grain_workers_ignore_the_stop_signals_of_their_process_group():
+  """Ctrl-C and SLURM signal the whole process group, grain's workers too, even as they start:
+  they ignore them (the trainer saves, then stops them), name their shared memory after this
+  process and leave none behind."""
+  batches = grain.MapDataset.range(48).map(
+      lambda index: {'x': np.full((8, 8, 3), index, np.uint8)}).batch(4)
+  sent, done = [], threading.Event()
+
+  def signal_the_workers():  # The group but this process, which the test runner shares.
+    while not done.is_set():
+      for pid in child_pids(os.getpid()):
+        for signum in imagenet_workers.STOP_SIGNALS:
+          with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+            sent.append(pid)
+      time.sleep(0.002)
+
+  thread = threading.Thread(target=signal_the_workers)
+  thread.start()
+  try:
+    iterator = prefetched(batches, num_workers=2)
+    values = [int(value) for batch in iterator for value in batch['x'][:, 0, 0, 0]]
+    segments = list(imagenet_workers.SHARED_MEMORY.glob(
+        f'{imagenet_workers.SEGMENT_PREFIX}{imagenet_workers.this_run_id()}_*'))
+    iterator.close()
+  finally:
+    done.set()
+    thread.join()
+  assert values == list(range(48))
+  assert len(set(sent)) >= 2, 'the workers were never signalled'
+  assert segments == [] or all(not path.exists() for path in segments)
+  assert not list(imagenet_workers.SHARED_MEMORY.glob(
+      f'{imagenet_workers.SEGMENT_PREFIX}{imagenet_workers.this_run_id()}_*'))
+
+
+def test_only_the_shared_memory_of_dead_runs_is_freed(tmp_path):
+  live = imagenet_workers.this_run_id()
+  pid, ticks = live.split('_')
+  names = {'live': f'{imagenet_workers.SEGMENT_PREFIX}{live}_0a',
+           'pid reused': f'{imagenet_workers.SEGMENT_PREFIX}{pid}_{int(ticks) + 1}_0b',
+           'gone': f'{imagenet_workers.SEGMENT_PREFIX}{2**22 + 1}_5_0c',
+           "another program's": 'psm_0d'}
+  for name in names.values():
+    (tmp_path / name).write_bytes(b'0' * 64)
+  assert imagenet_workers.free_segments_of_dead_runs(tmp_path) == 2
+  assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+      [names['live'], names["another program's"]])

@@ -1,42 +1,62 @@
 """The trainer on streamed ImageNet-style input: a tiny generated ILSVRC folder (with the odd
-grayscale, CMYK and PNG-named-JPEG files), exact resume after a kill, 2 processes against 1,
-and the paper's 10-crop testing."""
+grayscale, CMYK and PNG-named-JPEG files), exact resume after a kill or a signal to the process
+group, 2 processes against 1, a bad val image, the paper's 10-crop testing and the evaluate
+command."""
 import json
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import imagenet
-from resnet_jax import stream_eval, train
-from resnet_jax.data import fake_images
-from resnet_jax.faults.runs import (Running, assert_same_training, final_state, kill_after_save,
-                                    metric_records, run_main, run_processes, start_main)
+from resnet_jax import errors, sharding, stream_eval, stream_feed, train
+from resnet_jax.data import fake_images, imagenet_workers
+from resnet_jax.faults.runs import (REPO, Running, assert_same_training, child_pids,
+                                    compilation_cache_env, final_state,
+                                    kill_after_save, metric_records, run_main, run_processes,
+                                    signal_group_when, start_main)
 
 STEPS = 6
-REPO = Path(__file__).resolve().parents[1]
+EVAL_EVERY = 4
+
+
+@pytest.fixture(scope='module', autouse=True)
+def compiled_once(tmp_path_factory):
+  """One JAX compilation cache for the runs of the module: the same programs, compiled once."""
+  with pytest.MonkeyPatch.context() as patch:
+    for name, value in compilation_cache_env(tmp_path_factory.mktemp('compiled')).items():
+      patch.setenv(name, value)
+    yield
 
 
 @pytest.fixture(scope='module')
 def stream_flags(tmp_path_factory):
-  """Flags training resnet18 for 6 steps of 8 on a tiny folder, checkpointed every 2."""
+  """Flags training resnet18 for 6 steps of 8 on a tiny folder, checkpointed every 2 steps and
+  evaluated every 4."""
   root = tmp_path_factory.mktemp('streamed')
   tree = fake_images.write_ilsvrc_tree(root / 'ilsvrc', {'train': 8, 'val': 3})
   return ('--config.data.source=folder', f'--config.data.path={tree}',
           f'--config.data.cache_dir={root / "cache"}', '--config.data.num_workers=0',
           f'--config.num_train_steps={STEPS}', '--config.batch_size=8',
           '--config.eval_batch_size=4', '--config.log_every_steps=2',
-          f'--config.eval_every_steps={STEPS}', '--config.checkpoint_every_steps=2',
+          f'--config.eval_every_steps={EVAL_EVERY}', '--config.checkpoint_every_steps=2',
           '--config.optimizer.learning_rate=0.01', '--config.optimizer.lr_boundaries=()')
 
 
-def run_streamed(workdir, flags, *extra, **options):
-  """A streamed run on 2 devices: each step's batch is split over both."""
-  return run_main(workdir, *flags, *extra, experiment='imagenet.py', base_flags=(), devices=2,
-                  **options)
+STREAMED = dict(experiment='imagenet.py', base_flags=(), devices=2)  # Each batch split over 2.
+
+
+def run_streamed(workdir, flags, *extra) -> str:
+  return run_main(workdir, *flags, *extra, **STREAMED)
+
+
+def start_streamed(workdir, flags, *extra) -> Running:
+  return Running(start_main(workdir, *flags, *extra, **STREAMED))
 
 
 @pytest.fixture(scope='module')
@@ -52,7 +72,9 @@ def test_streamed_run_trains_and_evaluates_every_val_image(streamed_run):
   train_records = [r for r in records if r['split'] == 'train']
   assert [r['step'] for r in train_records] == [2, 4, 6]
   assert all(r['unreadable_files'] == 0 for r in train_records)
-  [validation] = [r for r in records if r['split'] == 'validation']
+  validations = [r for r in records if r['split'] == 'validation']
+  assert [r['step'] for r in validations] == [EVAL_EVERY, STEPS]
+  validation = validations[-1]
   assert validation['images'] == 3 * len(fake_images.CLASSES)
   assert 0 <= validation['top5_error'] <= validation['error'] <= 1
   assert final_state(streamed_run)[0] == STEPS
@@ -63,8 +85,7 @@ def test_killed_streamed_run_resumes_reading_the_same_batches(tmp_path, stream_f
                                                               streamed_run):
   """kill -9 after the first checkpoint; the rerun ends bit for bit like the uninterrupted run,
   so it read exactly the batches that run read (the input position is in the checkpoint)."""
-  running = Running(start_main(tmp_path, *stream_flags, experiment='imagenet.py', base_flags=(),
-                               devices=2))
+  running = start_streamed(tmp_path, stream_flags)
   kill_after_save(running, tmp_path, step=2)
   assert (tmp_path / 'checkpoints' / '2' / 'data' / 'process_0-of-1.json').exists()
   output = run_streamed(tmp_path, stream_flags)
@@ -130,3 +151,135 @@ def test_evaluate_sizes_the_batch_per_mode_and_flags_views_that_are_not_the_pape
   saved = json.loads(written.read_text())
   assert saved['images'] == 3 * len(fake_images.CLASSES)
   assert 0 <= saved['top5_error'] <= saved['error'] <= 1
+
+
+# Signals to the process group, shared memory, bad val images --------------------------------
+
+WORKERS = '--config.data.num_workers=2'
+
+
+def _logged(running: Running, step: int):
+  return lambda: running.wait_for(rf'\bstep {step}/{STEPS}') is not None
+
+
+def _saving(workdir):
+  return lambda: any((workdir / 'checkpoints').glob('*.orbax-checkpoint-tmp*'))
+
+
+def _workers_starting(running: Running, after: str):
+  """True once the run starts a process it did not have when it logged `after`."""
+  before = []
+
+  def moment():
+    if not before:
+      if running.wait_for(after) is None:
+        return False
+      before.append(child_pids(running.process.pid))
+    return bool(child_pids(running.process.pid) - before[0])
+  return moment
+
+
+def _segments_of(pid: int) -> list[str]:
+  return [path.name for path in imagenet_workers.SHARED_MEMORY.glob(
+      f'{imagenet_workers.SEGMENT_PREFIX}{pid}_*')]
+
+
+MOMENTS = {  # (signal, moment) as the issue's crash test found them.
+    "the eval's workers starting": (
+        signal.SIGINT, lambda running, workdir: _workers_starting(running, rf'\bstep 4/{STEPS}')),
+    'a train step': (signal.SIGTERM, lambda running, workdir: _logged(running, 1)),
+    'a checkpoint save': (signal.SIGTERM, lambda running, workdir: _saving(workdir)),
+    "the train workers starting": (  # The loop starts them, after the run's description.
+        signal.SIGINT, lambda running, workdir: _workers_starting(running, 'checkpoints every')),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('moment', list(MOMENTS))
+def test_a_signal_to_the_process_group_saves_exits_42_and_the_rerun_ends_the_same(
+    tmp_path, stream_flags, streamed_run, moment):
+  """Ctrl-C or SLURM's SIGTERM reach the grain workers too: they ignore it, the trainer saves at
+  the next step boundary and exits 42 without a traceback, and nothing stays in /dev/shm."""
+  signum, when = MOMENTS[moment]
+  running = start_streamed(tmp_path, stream_flags, WORKERS)
+  assert signal_group_when(running, signum, when(running, tmp_path)), 'the run ended first'
+  stopped = running.finish()
+  assert stopped.returncode == errors.Preempted.exit_code, stopped.tail()
+  assert 'Traceback' not in stopped.output and 'leaked' not in stopped.output, stopped.output
+  step = int(re.search(r'saved a checkpoint at step (\d+)', stopped.output)[1])
+  assert final_state(tmp_path)[0] == step < STEPS
+  assert not _segments_of(running.process.pid)
+  assert 'Resumed' in run_streamed(tmp_path, stream_flags, WORKERS)
+  assert_same_training(tmp_path, streamed_run, exact=True)
+
+
+@pytest.mark.slow
+def test_a_killed_runs_workers_exit_and_its_restart_frees_its_shared_memory(tmp_path,
+                                                                            stream_flags):
+  running = start_streamed(tmp_path, stream_flags, WORKERS)
+  assert running.wait_for(rf'\bstep 2/{STEPS}')
+  running.process.kill()  # The trainer alone, as the OOM killer does.
+  running.finish()
+  restart = start_streamed(tmp_path, stream_flags, WORKERS, '--config.num_train_steps=2')
+  assert restart.finish().returncode == 0
+  assert not child_pids(running.process.pid)
+  with pytest.raises(ProcessLookupError):  # Its workers exited with it.
+    os.killpg(running.process.pid, 0)
+  assert not _segments_of(running.process.pid)
+
+
+def test_a_bad_val_image_found_by_an_eval_keeps_the_steps_before_it(tmp_path, stream_flags,
+                                                                    streamed_run):
+  """The eval at step 4 meets an unreadable image: the run saves step 4 and exits 2 naming it;
+  once it is fixed, the rerun resumes at step 4, evaluates it and ends like the uninterrupted
+  run."""
+  tree = tmp_path / 'ilsvrc'
+  shutil.copytree(next(flag.split('=', 1)[1] for flag in stream_flags
+                       if flag.startswith('--config.data.path=')), tree)
+  image = tree / 'val' / fake_images.CLASSES[1] / f'{fake_images.CLASSES[1]}_0.JPEG'
+  good = image.read_bytes()
+  image.write_bytes(good[:len(good) // 3])
+  flags = (*stream_flags, f'--config.data.path={tree}', '--config.checkpoint_every_steps=3')
+  workdir = tmp_path / 'run'
+  stopped = start_streamed(workdir, flags).finish()
+  assert stopped.returncode == errors.ConfigError.exit_code
+  assert f'{image} is not a readable image' in stopped.output
+  assert final_state(workdir)[0] == EVAL_EVERY
+  image.write_bytes(good)
+  assert f'at step {EVAL_EVERY}.' in run_streamed(workdir, flags)
+  assert metric_records(workdir) == metric_records(streamed_run)
+
+
+def test_a_resumed_run_logs_the_unreadable_files_skipped_before_its_checkpoint(tmp_path):
+  tree = fake_images.write_ilsvrc_tree(tmp_path / 'ilsvrc', {'train': 2, 'val': 1})
+  wnid = fake_images.CLASSES[1]
+  (tree / 'train' / wnid / f'{wnid}_0.JPEG').write_bytes(b'not an image')
+  config = imagenet.get_config('smoke')
+  config.batch_size = 6  # Every train image, the broken one stood in for once, each step.
+  config.data.update(source='folder', path=str(tree), cache_dir=str(tmp_path / 'cache'),
+                     skip_unreadable=True)
+  mesh = sharding.make_mesh(config.mesh.to_dict())
+  uninterrupted = stream_feed.StreamFeed(config, mesh)
+  for _ in range(2):
+    uninterrupted.train_inputs()
+  saved = json.loads(json.dumps(uninterrupted.data_state()))  # As the checkpoint holds it.
+  resumed = stream_feed.StreamFeed(config, mesh)
+  resumed.restore_data_state(saved)
+  for feed in (uninterrupted, resumed):
+    feed.train_inputs()
+  assert resumed.log_extras() == uninterrupted.log_extras() == {'unreadable_files': 3.0}
+
+
+@pytest.mark.slow
+def test_evaluate_stops_cleanly_on_a_group_sigterm_as_its_workers_start(streamed_run):
+  command = [sys.executable, '-m', 'resnet_jax.evaluate', f'--workdir={streamed_run}',
+             '--config.eval.mode=10crop', WORKERS]
+  running = Running(subprocess.Popen(
+      command, cwd=REPO, env=dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO)),
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, process_group=0))
+  assert signal_group_when(running, signal.SIGTERM, _workers_starting(running, 'Resumed'))
+  stopped = running.finish()
+  assert stopped.returncode == errors.Terminated.exit_code, stopped.tail()
+  assert 'Traceback' not in stopped.output and 'leaked' not in stopped.output, stopped.output
+  assert not _segments_of(running.process.pid)
+  assert not (streamed_run / 'eval_10crop.json').exists()

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from resnet_jax.data import imagenet_stats
+from resnet_jax.data import imagenet_stats, imagenet_workers
 from resnet_jax.data.config import positive_int, with_defaults
 from resnet_jax.data.decode import default_num_workers
 from resnet_jax.data.errors import DataError
@@ -134,8 +134,10 @@ class StreamedData:
 
 def open_streamed(data_config) -> StreamedData:
   """Checks `data_config` (a ConfigDict or dict; missing keys default), opens its source and
-  loads or computes (once, cached under cache_dir) the normalization statistics."""
+  loads or computes (once, cached under cache_dir) the normalization statistics; first frees
+  the shared memory that killed runs' workers left."""
   config = _checked(data_config)
+  imagenet_workers.free_segments_of_dead_runs()
   sources = open_sources(config)
   if config.normalization == 'per_pixel':
     mean, std = imagenet_stats.per_pixel_mean(sources, config), np.ones(3, np.float32)

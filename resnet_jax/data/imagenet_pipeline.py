@@ -22,6 +22,7 @@ import grain
 import numpy as np
 from absl import flags
 
+from resnet_jax.data import imagenet_workers
 from resnet_jax.data.errors import DataError
 from resnet_jax.data.imagenet_augment import train_view
 from resnet_jax.data.imagenet_decode import UnreadableImage
@@ -87,13 +88,13 @@ def eval_batches(split: Split, rows: np.ndarray, per_host_batch: int, num_worker
   return closing_when_done(prefetched(examples.batch(per_host_batch), num_workers))
 
 
-def closing_when_done(iterator: grain.DatasetIterator) -> Iterator[dict[str, np.ndarray]]:
+def closing_when_done(iterator) -> Iterator[dict[str, np.ndarray]]:
   """The items of `iterator`, which is closed (its workers stopped) once they run out."""
   with contextlib.closing(iterator):
     yield from iterator
 
 
-def prefetched(batches: grain.MapDataset, num_workers: int) -> grain.DatasetIterator:
+def prefetched(batches: grain.MapDataset, num_workers: int) -> Iterator[dict[str, np.ndarray]]:
   """An iterator of `batches`, computed ahead by `num_workers` processes (0: this one) with
   READ_THREADS threads each."""
   if num_workers and not flags.FLAGS.is_parsed():
@@ -102,7 +103,33 @@ def prefetched(batches: grain.MapDataset, num_workers: int) -> grain.DatasetIter
     flags.FLAGS.mark_as_parsed()
   batches = batches.to_iter_dataset(
       grain.ReadOptions(num_threads=READ_THREADS, prefetch_buffer_size=READ_THREADS))
-  return iter(batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers)))
+  if not num_workers:
+    return iter(batches)
+  tag = imagenet_workers.iterator_tag()
+  init = functools.partial(imagenet_workers.worker_init, tag)
+  with imagenet_workers.stop_signals_held():
+    return _WorkerIterator(iter(batches.mp_prefetch(
+        grain.MultiprocessingOptions(num_workers=num_workers), worker_init_fn=init)), tag)
+
+
+class _WorkerIterator:
+  """A grain iterator fed by worker processes, whose every call holds the stop signals: grain
+  starts a worker from threads it starts in such calls, which inherit the held mask
+  (imagenet_workers)."""
+
+  def __init__(self, iterator: grain.DatasetIterator, tag: str | None):
+    self._iterator, self._tag = iterator, tag
+
+  def __iter__(self) -> '_WorkerIterator':
+    return self
+
+  def __next__(self):
+    with imagenet_workers.stop_signals_held():
+      return next(self._iterator)
+
+  def close(self) -> None:
+    self._iterator.close()  # Stops the workers.
+    imagenet_workers.free_segments(self._tag)
 
 
 class ResumableBatches:
@@ -139,7 +166,7 @@ class ResumableBatches:
     _close_all(self._running)
 
 
-def _close_all(iterators: list[grain.DatasetIterator]) -> None:
+def _close_all(iterators: list) -> None:
   while iterators:
     iterators.pop().close()
 

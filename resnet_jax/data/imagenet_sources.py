@@ -120,7 +120,7 @@ def _list_folder(split_dir: Path, class_names: tuple[str, ...]) -> FolderSplit:
     if entry.name not in class_names:
       raise DataError(f'Class folder {entry.path} has no counterpart in the train folder; '
                       f'both splits need the same classes ({len(class_names)} in train/).')
-    label = class_names.index(entry.name)
+    label, count = class_names.index(entry.name), len(names)
     for image in sorted(os.scandir(entry.path), key=lambda image: image.name):
       if image.name.startswith('.'):
         continue
@@ -129,6 +129,9 @@ def _list_folder(split_dir: Path, class_names: tuple[str, ...]) -> FolderSplit:
                         f'move it out of {split_dir}.')
       names.append(os.fsencode(f'{entry.name}/{image.name}'))
       labels.append(label)
+    if len(names) == count:
+      raise DataError(f'Class folder {entry.path} holds no images (an extraction cut short?); '
+                      'put its images in it, or delete the folder.')
   if not names:
     raise DataError(f'{split_dir} holds no images; data.path must be {FOLDER_LAYOUT}.')
   return FolderSplit(str(split_dir), np.array(names), np.array(labels, np.int32))

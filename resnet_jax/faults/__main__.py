@@ -31,7 +31,8 @@ every 2 steps, the learning rate dropping twice, reading a folder of 168 random 
 images), each in a fresh workdir. The faults: kill -9 at random moments (during a
 checkpoint save, after a random step, at a random time after the start) with a restart
 after each kill, SIGTERM, truncated and garbled checkpoints, a learning rate that makes the
-loss NaN (stop and skip), invalid configs, and a workdir holding another model's run.
+loss NaN (stop and skip), invalid configs, a workdir holding another model's run, a second
+trainer started on a run's workdir, and a disk that fills up between two saves.
 Where a run is resumed, its end must equal one uninterrupted run of the same config bit
 for bit: final parameters, BatchNorm statistics, optimizer state, step, train metrics and
 every record of metrics.jsonl but its wall-clock fields. After all of them, the image
@@ -53,6 +54,8 @@ def run_all(lab: scenarios.Lab, rounds: int, seed: int, jobs: int = 2,
     target = scenarios.DAMAGE_TARGETS[min(round_index, len(scenarios.DAMAGE_TARGETS) - 1)]
     calls += [(name, scenario, round_index) for name, scenario in (
         ("another model's workdir", scenarios.other_models_workdir),
+        ('two trainers', scenarios.second_trainer),
+        ('disk full', scenarios.disk_full),
         ('SIGTERM', scenarios.sigterm),
         ('NaN stop', scenarios.nonfinite_stop),
         ('NaN skip', scenarios.nonfinite_skip),

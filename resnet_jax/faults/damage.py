@@ -4,6 +4,8 @@ import hashlib
 import pathlib
 import random
 
+from resnet_jax import workdir_lock
+
 
 def truncate(path: pathlib.Path, rng: random.Random | None = None) -> str:
   """Cuts `path` to a random fraction of its length (half without `rng`); says how."""
@@ -37,5 +39,7 @@ def sha256(path: pathlib.Path) -> str:
 
 
 def file_digests(directory: pathlib.Path) -> dict[pathlib.Path, str]:
-  """The sha256 of every file under `directory`, by path relative to it."""
-  return {p.relative_to(directory): sha256(p) for p in sorted(directory.rglob('*')) if p.is_file()}
+  """The sha256 of every file under `directory`, by path relative to it, but the workdir lock
+  (every run writes its own pid there)."""
+  return {p.relative_to(directory): sha256(p) for p in sorted(directory.rglob('*'))
+          if p.is_file() and p.name != workdir_lock.LOCK_FILE}

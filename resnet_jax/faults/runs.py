@@ -42,9 +42,7 @@ def start_main(workdir, *flags, devices: int = 1, config: str = 'smoke',
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
              JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO))
   if compilation_cache is not None:
-    env.update(JAX_COMPILATION_CACHE_DIR=str(compilation_cache),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+    env.update(compilation_cache_env(compilation_cache))
   config_arg = f'{REPO}/experiments/{experiment}:{config}'
   if through_launcher:
     command = ['bash', str(REPO / 'launch' / 'local.sh'), '--python', sys.executable,
@@ -52,8 +50,16 @@ def start_main(workdir, *flags, devices: int = 1, config: str = 'smoke',
   else:
     command = [sys.executable, '-m', 'resnet_jax.main', f'--config={config_arg}',
                f'--workdir={workdir}']
+  # A process group of its own, which signal_group() signals as a terminal or SLURM would.
   return subprocess.Popen([*command, *_last_of_each(tuple(base_flags) + flags)], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          process_group=0)
+
+
+def compilation_cache_env(folder) -> dict[str, str]:
+  """The environment that makes JAX keep every compiled program in `folder`."""
+  return dict(JAX_COMPILATION_CACHE_DIR=str(folder), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
 
 
 def _last_of_each(flags: tuple[str, ...]) -> list[str]:
@@ -167,6 +173,28 @@ def kill_after_save(running: Running, workdir, step: int, timeout: float = 600) 
   if finished.returncode != -signal.SIGKILL:
     raise RuntimeError(f'The run ended (status {finished.returncode}) before the kill:\n'
                        f'{finished.tail()}')
+
+
+def child_pids(pid: int) -> set[int]:
+  """The processes that process `pid` started and that still run (Linux)."""
+  pids = set()
+  for children in pathlib.Path(f'/proc/{pid}/task').glob('*/children'):
+    try:
+      pids.update(int(child) for child in children.read_text().split())
+    except OSError:  # The thread ended.
+      continue
+  return pids
+
+
+def signal_group_when(running: Running, signum: int, moment) -> bool:
+  """Sends `signum` to the run's process group (as Ctrl-C or SLURM do) as soon as
+  moment() holds, polled every millisecond; False when the run ends first."""
+  while running.process.poll() is None:
+    if moment():
+      os.killpg(running.process.pid, signum)
+      return True
+    time.sleep(0.001)
+  return False
 
 
 def metric_records(workdir, drop=WALL_CLOCK_FIELDS) -> list[dict]:

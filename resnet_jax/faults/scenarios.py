@@ -5,13 +5,17 @@ Every run is the tiny ResNet-8 of TINY_FLAGS for STEPS steps on fake CPU devices
 a folder of PNG images; the uninterrupted reference run is made once per Lab and only
 ever copied, never rerun.
 """
+import contextlib
 import dataclasses
+import errno
 import itertools
 import math
+import os
 import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -582,6 +586,116 @@ def other_models_workdir(lab: Lab, rng: random.Random) -> list[Outcome]:
       'a resnet8 run" and every file byte-identical; with overwrite, exit 0 and every file of the '
       'old run still under the workdir, byte-identical',
       f'refused; with overwrite the {len(before)} files of the old run kept', log or replaced)]
+
+
+# One trainer per workdir, a full disk -------------------------------------------------------
+
+@contextlib.contextmanager
+def _paused(running: Running):
+  """The run stopped (SIGSTOP) while the block runs: it holds its place, its lock and its files."""
+  os.kill(running.process.pid, signal.SIGSTOP)
+  try:
+    yield
+  finally:
+    os.kill(running.process.pid, signal.SIGCONT)
+
+
+def second_trainer(lab: Lab, rng: random.Random) -> list[Outcome]:
+  """A second trainer started on the workdir of one that trains (paused after a random step,
+  so it surely still holds the workdir) must exit 2 at once naming the first one; the first
+  then ends like the uninterrupted run, its metrics not mixed with anything."""
+  lab.reference()
+  workdir, checks = lab.workdir('two-trainers'), _Checks()
+  step = rng.randint(1, STEPS - 1)
+  first = lab.start(workdir)
+  if not checks.require(first.wait_for(_progress(step)), f'the first run ended before step {step}'):
+    return [checks.outcome(TWO_TRAINERS, '', '', '', first.finish())]
+  with _paused(first):
+    second = lab.run(workdir)
+  holder = f'pid {first.process.pid} on {socket.gethostname()}'
+  checks.require(second.returncode == errors.WorkdirInUse.exit_code,
+                 f'the second exited with {second.returncode}, not {errors.WorkdirInUse.exit_code}')
+  checks.require(holder in second.output, f'the second did not name the first ({holder})')
+  checks.require('Traceback' not in second.output, 'the second printed a traceback')
+  finished = first.finish()
+  checks.require(finished.returncode == 0, f'the first exited with {finished.returncode}')
+  _require_same_as_reference(checks, lab, workdir)
+  return [checks.outcome(
+      TWO_TRAINERS, f'a second trainer started on the workdir while the first was paused after '
+      f'step {step}', f'the second exits {errors.WorkdirInUse.exit_code} without a traceback, '
+      f'naming the first ("{holder}"); the first finishes and {SAME_AS_REFERENCE}',
+      'refused, naming the first; the first equal at the end', second if checks.failures else None)]
+
+
+TWO_TRAINERS = 'two trainers on one workdir'
+DISK_MIB = 20  # The tmpfs the disk-full run writes to.
+
+
+def disk_full(lab: Lab, rng: random.Random) -> list[Outcome]:
+  """A run on a 20 MiB tmpfs whose free space is taken (by another file) after a random save:
+  its next save fails; it must exit 44 with one message naming the workdir, keep the earlier
+  checkpoints, and, once the space is freed, resume and end like the uninterrupted run."""
+  lab.reference()
+  checks, disk = _Checks(), lab.workdir('small-disk')
+  disk.mkdir()
+  mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={DISK_MIB}m', 'tmpfs', str(disk)],
+                           capture_output=True, text=True)
+  checked = (f'exit status {errors.DiskFull.exit_code}, one message naming the workdir and the '
+             'MiB a checkpoint needs, no traceback; the earlier checkpoints load; after the '
+             f'space is freed the rerun resumes from the newest and {SAME_AS_REFERENCE}')
+  if not checks.require(mounted.returncode == 0, f'cannot mount a tmpfs: {mounted.stderr}'):
+    return [checks.outcome(DISK_FULL, 'none', checked, '')]
+  try:
+    return [_fill_the_disk(lab, rng, disk / 'run', disk / 'filler', checks, checked)]
+  finally:
+    subprocess.run(['umount', str(disk)], check=False)
+
+
+DISK_FULL = f'disk full during a save ({DISK_MIB} MiB tmpfs)'
+
+
+def _fill_the_disk(lab: Lab, rng: random.Random, workdir: Path, filler: Path, checks: _Checks,
+                   checked: str) -> Outcome:
+  step = 2 * rng.randint(1, STEPS // 2 - 1)
+  # Every save kept: deleting an old one would make room again.
+  running = lab.start(workdir, f'--config.keep_checkpoints={STEPS}')
+  saved = workdir / checkpoints.CHECKPOINT_DIR / str(step)
+  while not saved.exists() and running.process.poll() is None:
+    time.sleep(0.001)
+  with _paused(running):
+    _fill(filler)
+  full = running.finish()
+  injected = f'the free space taken right after the save of step {step}'
+  checks.require(full.returncode == errors.DiskFull.exit_code,
+                 f'exit status {full.returncode}, not {errors.DiskFull.exit_code}')
+  checks.require(f'--workdir={workdir}' in full.output and 'MiB' in full.output,
+                 'no message naming the workdir and the space needed')
+  checks.require('Traceback' not in full.output, 'a traceback was printed')
+  kept = _complete_steps(workdir)
+  for complete in kept:
+    try:
+      checkpoints.load_latest_arrays(workdir, complete)
+    except (FileNotFoundError, ValueError) as error:
+      checks.require(False, f'checkpoint {complete} does not load: {error}')
+  filler.unlink()
+  resumed = lab.run(workdir, f'--config.keep_checkpoints={STEPS}')
+  checks.require(resumed.returncode == 0, f'the rerun exited with {resumed.returncode}')
+  _require_resumed_at(checks, resumed, max(kept, default=None))
+  _require_same_as_reference(checks, lab, workdir)
+  return checks.outcome(DISK_FULL, injected, checked,
+                        f'exit {full.returncode} with one message; checkpoints {kept} intact; '
+                        'resumed, equal at the end', resumed if checks.failures else full)
+
+
+def _fill(path: Path) -> None:
+  """Writes zeros to `path` until its disk is full."""
+  with path.open('wb', buffering=0) as file:
+    try:
+      while True:
+        file.write(bytes(2**16))
+    except OSError as error:
+      if error.errno != errno.ENOSPC:
+        raise
 
 
 # The data ------------------------------------------------------------------------------
