@@ -87,6 +87,7 @@ def _kernel_grad_by_taps(x, output_grad, kernel_shape, strides, padding):
   _, out_h, out_w, _ = output_grad.shape
   padded = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
   grads = output_grad.reshape(-1, out_features)
+  accumulator = jnp.promote_types(x.dtype, jnp.float32)  # float32 for bfloat16, else x's.
   taps = []
   for i in range(kernel_h):
     for j in range(kernel_w):
@@ -95,7 +96,7 @@ def _kernel_grad_by_taps(x, output_grad, kernel_shape, strides, padding):
                        j + strides[1] * (out_w - 1) + 1, in_features), (1, *strides, 1))
       # 2-D operands contracted on axis 0: XLA:CPU then calls a matmul without transposing.
       taps.append(lax.dot_general(tap.reshape(-1, in_features), grads, (((0,), (0,)), ((), ())),
-                                  preferred_element_type=jnp.float32))
+                                  preferred_element_type=accumulator))
   return jnp.stack(taps).reshape(kernel_shape).astype(x.dtype)
 
 

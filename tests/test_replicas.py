@@ -1,0 +1,88 @@
+"""Several seeds' nets in one program train exactly as each seed alone, in process on one CPU
+device (the replica-sharded topologies run through the command line in test_train.py).
+
+float32 shows agreement to rounding after a few steps; float64 shows that what is left is
+rounding (about 1e-10 over 20 steps), where a real difference (BN statistics or random
+numbers shared between replicas) would stay of the order of the weights' changes.
+"""
+import dataclasses
+
+import cifar10
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from resnet_jax import replicas, train
+from resnet_jax.faults.runs import assert_trees_close
+
+SEEDS = (0, 1)
+
+
+def tiny_config(num_replicas: int = 1, seed: int = 0, batching: str = 'auto'):
+  config = cifar10.get_config('smoke')
+  config.data.source, config.data.train_fraction = 'synthetic', 1.0
+  config.data.synthetic.update(num_train=32, num_eval=8, image_size=8)
+  config.batch_size = config.eval_batch_size = 4
+  config.num_replicas, config.seed, config.replica_batching = num_replicas, seed, batching
+  config.mesh.replica, config.mesh.data = 1, 1
+  return config
+
+
+def trained_state(config, steps: int, float64: bool = False):
+  """The train state after `steps` steps of the trainer's own train function; in float64 the
+  net computes and keeps its weights in float64 (run inside jax.enable_x64)."""
+  setup = train.build(config)
+  if float64:
+    setup = dataclasses.replace(setup, model=setup.model.clone(dtype=jnp.float64))
+  state, metrics = train.initial_state(setup)
+  if float64:
+    state = jax.tree.map(
+        lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
+  train_fn = train.make_train_fn(setup)
+  for _ in range(steps):
+    state, metrics, _ = train_fn(state, metrics, setup.feed.train_inputs(), False)
+  return jax.device_get(state)
+
+
+def replica(state, index: int):
+  return jax.tree.map(lambda x: x[index], state)
+
+
+def assert_each_replica_is_its_seed(together, alone, rtol, atol):
+  for index, seed in enumerate(SEEDS):
+    assert_trees_close((replica(together, index).params, replica(together, index).batch_stats),
+                       (alone[seed].params, alone[seed].batch_stats), rtol=rtol, atol=atol)
+  first, second = (jax.tree.leaves(replica(together, i).params)[0] for i in (0, 1))
+  assert not np.allclose(first, second, rtol=1e-3, atol=1e-4)  # Own init, not a shared one.
+
+
+def test_auto_batching_loops_over_nets_on_a_cpu_and_where_unmeasured():
+  assert replicas.batching('auto', 'cpu') == 'loop'
+  assert replicas.batching('auto', 'tpu') == 'loop'
+  assert replicas.batching('vmap', 'cpu') == 'vmap'
+  with pytest.raises(ValueError, match='replica_batching must be one of'):
+    replicas.batching('pmap')
+
+
+def test_each_replica_trains_like_its_seed_alone_in_float32():
+  together = trained_state(tiny_config(len(SEEDS)), steps=3)
+  alone = {seed: trained_state(tiny_config(seed=seed), steps=3) for seed in SEEDS}
+  assert int(together.step[0]) == 3
+  assert_each_replica_is_its_seed(together, alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope='module')
+def alone_in_float64():
+  with jax.enable_x64(True):
+    return {seed: trained_state(tiny_config(seed=seed), steps=20, float64=True)
+            for seed in SEEDS}
+
+
+@pytest.mark.parametrize('batching', ['loop', 'vmap'])
+def test_in_float64_replicas_match_their_seeds_to_1e_10_over_20_steps(batching,
+                                                                      alone_in_float64):
+  with jax.enable_x64(True):
+    together = trained_state(tiny_config(len(SEEDS), batching=batching), steps=20, float64=True)
+  assert jax.tree.leaves(together.params)[0].dtype == np.float64
+  assert_each_replica_is_its_seed(together, alone_in_float64, rtol=0, atol=1e-10)
