@@ -389,6 +389,8 @@ def _train_flags(argv: list[str] | None) -> argparse.Namespace:
   args = parser.parse_args(argv)
   if args.num_train < args.batch_size:
     parser.error(f'--num-train {args.num_train} must hold at least one batch of {args.batch_size}')
+  if args.num_eval < 0:
+    parser.error(f'--num-eval must be 0 (no evaluation timed) or more images, got {args.num_eval}')
   if args.num_replicas % args.mesh_replica:
     parser.error(f'--mesh-replica {args.mesh_replica} must divide --num-replicas '
                  f'{args.num_replicas}: each replica group trains as many nets')
