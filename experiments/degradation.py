@@ -50,9 +50,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.depths = FULL_DEPTHS if 'full' in variants else DEFAULT_DEPTHS
   config.seeds = 1
-  # The seeds of a net as one vmapped program, sharded over the mesh's replica axis (a small
-  # CIFAR net cannot fill an accelerator); False: one run per seed, as studies before it, and
-  # 7-9x faster on a CPU, where vmapped convs are slow (docs/performance.md).
+  # The seeds of a net as one program, split over the mesh's replica axis (a small CIFAR net
+  # cannot fill an accelerator); False: one run per seed, as studies before it. Each device
+  # group runs its seeds with ordinary convs (base.replica_batching='auto'), so on a CPU the
+  # one program costs what seed-by-seed runs cost (docs/performance.md).
   config.seeds_in_one_program = True
   config.base = base
   # The recipe warms nets this deep up at a low lr (4.2); the study sets that per run.

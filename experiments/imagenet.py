@@ -84,6 +84,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.bn_group_size = BN_GROUP_SIZE
   config.seed = 0
   config.num_replicas = 1  # The streamed input trains one net per run.
+  config.replica_batching = 'auto'  # Of several nets per replica group (not with one).
   config.batch_size = BATCH_SIZE  # Global; each host loads batch_size / process_count.
   config.eval_batch_size = 1024
   config.num_train_steps = 600_000  # "up to 60 x 10^4 iterations" (3.4).

@@ -12,19 +12,19 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from resnet_jax import models, sharding
+from resnet_jax import models, replicas, sharding
 from resnet_jax.errors import ConfigError, WorkdirError
 
 INTERVALS = ('num_train_steps', 'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps')
 CHOICES = {'dtype': ('float32', 'bfloat16'), 'shortcut': ('A', 'B', 'C'),
-           'on_nonfinite': ('stop', 'skip')}
+           'on_nonfinite': ('stop', 'skip'), 'replica_batching': replicas.BATCHINGS}
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for the first thing in `config` a run cannot do."""
   _check_model(config)
   for key, allowed in CHOICES.items():
-    if config[key] not in allowed:
+    if key in config and config[key] not in allowed:  # Older config.json files lack newer keys.
       raise ConfigError(f'{key}={config[key]!r} is not one of {allowed}; set --config.{key} '
                         'to one of them.')
   for key in ('batch_size', 'eval_batch_size', 'num_replicas', 'keep_checkpoints',

@@ -49,8 +49,8 @@ def make_mesh(axis_sizes: dict[str, int]) -> Mesh:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """One net's batch: leading axis split over `data`, the rest replicated. Inside a vmap
-  over replicas with spmd_axis_name=REPLICA_AXIS, the replica axis goes over `replica`."""
+  """One net's batch: leading axis split over `data`, the rest replicated (inside a replica
+  group's shard_map, over that group's `data` devices)."""
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 

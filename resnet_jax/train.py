@@ -3,9 +3,10 @@ two inputs behind one interface (feeds.py): CIFAR-scale data sets held on the de
 ImageNet images streamed from the hosts.
 
 `num_replicas` > 1 trains that many copies of the net at once (seeds `seed`, `seed + 1`,
-...), vmapped over a leading replica axis that the mesh's `replica` axis splits over groups
-of devices, so small nets fill an accelerator or a pod; each replica follows exactly the
-data order, augmentation and init of its own seed.
+...) on a leading replica axis that the mesh's `replica` axis splits over groups of devices,
+each group running its nets with ordinary convolutions (replicas.py), so small nets fill an
+accelerator or a pod; each replica follows exactly the data order, augmentation and init of
+its own seed.
 """
 import contextlib
 import dataclasses
@@ -23,8 +24,8 @@ from flax import linen as nn
 from jax import lax
 from jax.experimental import multihost_utils
 
-from resnet_jax import (checkpoints, config_checks, console, feeds, models, optim, run_record,
-                        sharding, stream_eval, workdir_lock)
+from resnet_jax import (checkpoints, config_checks, console, feeds, models, optim, replicas,
+                        run_record, sharding, stream_eval, workdir_lock)
 from resnet_jax.data import augment
 from resnet_jax.data.errors import DataError
 from resnet_jax.errors import Preempted
@@ -67,7 +68,8 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   model = build_model(config, feed.num_classes)
   optimizer = optim.make_optimizer(config.optimizer, config.batch_size)
   init_one = functools.partial(init_state, model, optimizer, image_shape=feed.image_shape)
-  init = functools.partial(_per_replica(init_one, config.num_replicas), _seed_keys(config))
+  init = functools.partial(_per_replica(config, mesh, init_one, in_axes=(0,)),
+                           _seed_keys(config))
   abstract_state = jax.eval_shape(init)
   return Setup(config, mesh, feed, model, optimizer, init, abstract_state,
                state_shardings=sharding.state_sharding(mesh, abstract_state,
@@ -116,7 +118,7 @@ def make_train_fn(setup: Setup):
                                      jnp.arange(config.steps_per_dispatch))
     return state, metrics, metrics.skipped_steps.total - skipped_before
 
-  run_replicas = _per_replica(run_replica, config.num_replicas, in_axes=(0, 0, 0, None, None))
+  run_replicas = _per_replica(config, setup.mesh, run_replica, in_axes=(0, 0, 0, None, None))
   seed_keys = _seed_keys(config)
 
   def run(state, metrics, inputs, reset_metrics):
@@ -158,7 +160,7 @@ def make_eval_fn(setup: Setup):
     metrics, _ = lax.scan(one_batch, EvalMetrics.empty(), batches)
     return metrics
 
-  run = _per_replica(run_replica, setup.config.num_replicas, in_axes=(0, None))
+  run = _per_replica(setup.config, setup.mesh, run_replica, in_axes=(0, None))
   return jax.jit(run, in_shardings=(setup.state_shardings, setup.feed.shardings),
                  out_shardings=sharding.replicated(setup.mesh))
 
@@ -273,12 +275,10 @@ def _evaluation_missing(logger: MetricLogger, split: str, config: ml_collections
   return missing
 
 
-def _per_replica(fn: Callable, num_replicas: int, in_axes=0) -> Callable:
-  """`fn` itself for one replica, else `fn` vmapped over a leading replica axis, which the
-  sharding constraints inside `fn` place on the mesh's replica axis."""
-  if num_replicas == 1:
-    return fn
-  return jax.vmap(fn, in_axes=in_axes, spmd_axis_name=sharding.REPLICA_AXIS)
+def _per_replica(config: ml_collections.ConfigDict, mesh, fn: Callable, in_axes) -> Callable:
+  # Configs saved before replica_batching existed ran what `auto` picks now.
+  return replicas.per_replica(fn, mesh, config.num_replicas, in_axes,
+                              config.get('replica_batching', 'auto'))
 
 
 def _seed_keys(config: ml_collections.ConfigDict) -> jax.Array:

@@ -17,33 +17,35 @@ from resnet_jax.bench import train_step
 from resnet_jax.models.complexity import count_parameters
 
 COLUMNS = ('model', 'framework', 'dtype', 'batch', 'compile s', 'step ms', 'images/s',
-           'peak memory', 'schedule h')
+           'eval images/s', 'peak memory', 'schedule h')
 
 
 def test_train_benchmark_prints_every_column(capsys):
   train_step.main(['--models', 'resnet8', '--batch-size', '8', '--steps', '2',
-                   '--num-train', '64'])
+                   '--num-train', '64', '--num-eval', '20'])
   out = capsys.readouterr().out
   assert re.search(r'jax 0\.\d+.*jaxlib .*flax ', out)
   assert 'devices: jax: cpu' in out
   header = next(line for line in out.splitlines() if line.startswith('model'))
   assert re.split(r'\s{2,}', header.strip()) == list(COLUMNS)
   row = next(line for line in out.splitlines() if line.startswith('resnet8'))
-  assert re.fullmatch(r'resnet8\s+jax\s+float32\s+8\s+[\d.]+\s+[\d.]+\s+\d+\s+[\d,]+ MiB RSS\s+'
-                      r'[\d.]+', row.strip()), row
+  assert re.fullmatch(r'resnet8\s+jax\s+float32\s+8\s+[\d.]+\s+[\d.]+\s+\d+\s+\d+\s+'
+                      r'[\d,]+ MiB RSS\s+[\d.]+', row.strip()), row
 
 
 @pytest.mark.slow
 def test_replica_benchmark_times_one_program_against_as_many_processes(monkeypatch, capsys):
   monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
   train_step.main(['--models', 'resnet8', '--batch-size', '8', '--steps', '2', '--num-train',
-                   '64', '--num-replicas', '2', '--mesh-replica', '2'])
+                   '64', '--num-eval', '0', '--num-replicas', '2', '--mesh-replica', '2'])
   out = capsys.readouterr().out
   assert 'devices: jax: cpu x2' in out
   program, processes = [re.split(r'\s{2,}', line.strip()) for line in out.splitlines()
                         if line.startswith('resnet8')]
-  assert program[1] == 'jax (2 replicas on 2 groups)' and processes[1] == 'jax (2 processes)'
-  assert processes[7].endswith('MiB RSS (sum)')
+  assert program[1] == 'jax (2 replicas on 2 groups, loop)'
+  assert processes[1] == 'jax (2 processes)'
+  assert program[7] == processes[7] == '-'  # --num-eval 0: no evaluation timed.
+  assert processes[8].endswith('MiB RSS (sum)')
   for row in (program, processes):  # images/s counts both nets: 2 x batch 8 per step.
     assert float(row[6]) == pytest.approx(2 * 8 / (float(row[5]) / 1000), rel=0.02, abs=1)
 

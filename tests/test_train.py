@@ -103,7 +103,7 @@ def test_two_processes_train_the_same_net_as_one(tmp_path, reference_run):
 
 
 # mesh replica=4, data=2: the 4 seeds' nets on 4 groups of 2 devices, each batch split over 2.
-# 2 steps: replicas and their own runs agree to ~1e-6 there. The vmapped, sharded programs sum
+# 2 steps: replicas and their own runs agree to ~1e-6 there. The replica-sharded programs sum
 # in another order, and from step 3 on the training of these tiny nets amplifies that rounding
 # to ~1e-3 by step 4 (measured, cause not pinned down), beyond any float tolerance.
 REPLICA_FLAGS = ('--config.num_train_steps=2', '--config.num_replicas=4',

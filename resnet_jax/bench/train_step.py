@@ -8,12 +8,14 @@ process, so peak memory and compile caches belong to it alone.
 
   python -m resnet_jax.bench train [--models resnet20,plain56] [--batch-size 128] [--torch]
   python -m resnet_jax.bench train --models resnet50 --batch-size 256 --dtype bfloat16
-  python -m resnet_jax.bench train --num-replicas K [--mesh-replica R]
+  python -m resnet_jax.bench train --num-replicas K [--mesh-replica R] [--replica-batching loop]
   python -m resnet_jax.bench compile [--depths 20,56,110,1202]
 
-With --num-replicas K, the K seeds' nets train as one vmapped program, split over R replica
-groups of the devices; a second row times K single-seed processes on the same devices at
-once, for the total images/s of both ways to train K seeds.
+For the CIFAR nets it also times the trainer's evaluation of a whole test split
+(`train.make_eval_fn`, 10,000 images unless --num-eval says otherwise). With --num-replicas
+K, the K seeds' nets train as one program, split over R replica groups of the devices; a
+second row times K single-seed processes on the same devices at once, for the total images/s
+of both ways to train (and evaluate) K seeds.
 """
 import argparse
 import concurrent.futures
@@ -44,6 +46,7 @@ CPU_DEFAULT_DEPTHS = (20, 56)
 # The measuring processes' stderr, XLA's C++ log among it (one file per user: /tmp is shared).
 WORKER_LOG = Path(tempfile.gettempdir()) / f'resnet_jax_bench_{getpass.getuser()}.log'
 CIFAR_TRAIN_IMAGES = 50_000  # The per-step permutation sorts as many indices as CIFAR-10.
+CIFAR_TEST_IMAGES = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +61,8 @@ class Setting:
   num_train: int = CIFAR_TRAIN_IMAGES
   num_replicas: int = 1
   mesh_replica: int = 1
+  replica_batching: str = 'auto'
+  num_eval: int = CIFAR_TEST_IMAGES  # 0: no evaluation timed.
   seed: int = 0
 
 
@@ -76,10 +81,19 @@ class Row:
   replicas: int = 1  # Nets trained at once, each on its own batch.
   peak_bytes: int = 0
   timed_span: tuple[float, float] = (0.0, 0.0)  # Wall clock at the start and end of timing.
+  eval_images: int = 0  # Of each net's evaluation; 0: not timed.
+  eval_seconds: float = 0.0  # One evaluation of every net.
+  eval_span: tuple[float, float] = (0.0, 0.0)
 
   @property
   def images_per_second(self) -> float:
     return self.replicas * self.batch_size / self.step_seconds
+
+  @property
+  def eval_images_per_second(self) -> str:
+    if not self.eval_images:
+      return '-'
+    return f'{self.replicas * self.eval_images / self.eval_seconds:.0f}'
 
   @property
   def schedule_hours(self) -> float:
@@ -100,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
       f"XLA's own log goes to {WORKER_LOG}.")
   for model in args.models:
     setting = Setting(model, args.batch_size, args.steps, args.dtype, args.steps_per_dispatch,
-                      args.scan_blocks, args.num_train, args.num_replicas, args.mesh_replica)
+                      args.scan_blocks, args.num_train, args.num_replicas, args.mesh_replica,
+                      args.replica_batching, args.num_eval)
     rows.append(_in_fresh_process(measure_jax, setting))
     if setting.num_replicas > 1:
       rows.append(measure_separate_processes(setting))
@@ -131,25 +146,28 @@ def _platform() -> str:
 
 
 def measure_jax(setting: Setting, start_together=None) -> Row:
-  """Compiles and times the trainer's train function for `setting`; with a barrier as
-  `start_together`, starts timing when every process waiting on it has compiled."""
+  """Compiles and times the trainer's train function for `setting`, then its evaluation of
+  the whole eval split (CIFAR nets); with a barrier as `start_together`, starts each timing
+  when every process waiting on it is ready."""
   import jax
 
-  config, train_fn, state, metrics, dataset = _train_function(setting)
+  setup, train_fn, state, metrics, dataset = _train_function(setting)
   started = time.perf_counter()
   compiled = train_fn.lower(state, metrics, dataset, True).compile()
   compile_seconds = time.perf_counter() - started
   state, metrics, _ = jax.block_until_ready(compiled(state, metrics, dataset, True))  # Warm-up.
-  if start_together is not None:
-    start_together.wait()
+  wait = start_together.wait if start_together is not None else lambda: None
+  wait()
   span_start = time.time()
   times = []
   for _ in range(-(-setting.steps // setting.steps_per_dispatch)):
     started = time.perf_counter()
     state, metrics, _ = jax.block_until_ready(compiled(state, metrics, dataset, False))
     times.append((time.perf_counter() - started) / setting.steps_per_dispatch)
-
   span = (span_start, time.time())
+  evaluation = _time_evaluation(setup, state, wait) if _times_evaluation(setting) else {}
+
+  config = setup.config
   device = jax.devices()[0]
   stats = device.memory_stats() or {}
   peak_bytes = stats.get('peak_bytes_in_use') or _max_rss_bytes()
@@ -157,7 +175,27 @@ def measure_jax(setting: Setting, start_together=None) -> Row:
   return Row(setting.model, _jax_framework(setting), setting.dtype, setting.batch_size,
              f'{device.device_kind} x{jax.device_count()}', compile_seconds,
              statistics.median(times), peak, config.num_train_steps, setting.num_replicas,
-             peak_bytes, span)
+             peak_bytes, span, **evaluation)
+
+
+def _times_evaluation(setting: Setting) -> bool:
+  from resnet_jax import models
+  return bool(setting.num_eval) and models.parse(setting.model).dataset == 'cifar'
+
+
+def _time_evaluation(setup, state, start_together) -> dict:
+  """Row fields of one evaluation of every net on the whole on-device eval split, timed
+  after a warm-up (which compiles it)."""
+  import jax
+
+  from resnet_jax import train
+  eval_fn = train.make_eval_fn(setup)
+  jax.block_until_ready(eval_fn(state, setup.feed.data))
+  start_together()
+  started, span_start = time.perf_counter(), time.time()
+  jax.block_until_ready(eval_fn(state, setup.feed.data))
+  return dict(eval_images=len(setup.feed.splits.eval_images),
+              eval_seconds=time.perf_counter() - started, eval_span=(span_start, time.time()))
 
 
 def measure_separate_processes(setting: Setting) -> Row:
@@ -174,12 +212,14 @@ def measure_separate_processes(setting: Setting) -> Row:
     start_together = manager.Barrier(count)
     rows = list(pool.map(measure_jax, single, [start_together] * count))
   timed_steps = -(-setting.steps // setting.steps_per_dispatch) * setting.steps_per_dispatch
-  wall = max(row.timed_span[1] for row in rows) - min(row.timed_span[0] for row in rows)
+  wall = lambda spans: max(end for _, end in spans) - min(start for start, _ in spans)
   peak_bytes = sum(row.peak_bytes for row in rows)
   kind = ' RSS' if rows[0].peak_memory.endswith('RSS') else ''
   return dataclasses.replace(
       rows[0], framework=f'jax ({count} processes)', replicas=count,
-      compile_seconds=max(row.compile_seconds for row in rows), step_seconds=wall / timed_steps,
+      compile_seconds=max(row.compile_seconds for row in rows),
+      step_seconds=wall([row.timed_span for row in rows]) / timed_steps,
+      eval_seconds=wall([row.eval_span for row in rows]),
       peak_bytes=peak_bytes, peak_memory=f'{_mebibytes(peak_bytes)}{kind} (sum)')
 
 
@@ -233,6 +273,7 @@ def experiment_config(setting: Setting):
   config.steps_per_dispatch = setting.steps_per_dispatch
   config.scan_blocks = setting.scan_blocks
   config.num_replicas = setting.num_replicas
+  config.replica_batching = setting.replica_batching
   config.mesh.replica = setting.mesh_replica
   config.seed = setting.seed
   config.data.source = 'synthetic'
@@ -245,25 +286,27 @@ def experiment_config(setting: Setting):
       config.bn_group_size = 0
   else:
     config.data.synthetic.num_train = setting.num_train
-    config.data.synthetic.num_eval = setting.batch_size
+    config.data.synthetic.num_eval = setting.num_eval or setting.batch_size
   return config
 
 
 def render(rows: list[Row], args: argparse.Namespace, notes: list[str] = ()) -> str:
   """The table of `rows` under the machine, the library versions and the settings."""
   header = ('model', 'framework', 'dtype', 'batch', 'compile s', 'step ms', 'images/s',
-            'peak memory', 'schedule h')
+            'eval images/s', 'peak memory', 'schedule h')
   table = [header] + [
       (row.model, row.framework, row.dtype, str(row.batch_size), f'{row.compile_seconds:.1f}',
-       f'{1000 * row.step_seconds:.1f}', f'{row.images_per_second:.0f}', row.peak_memory,
-       f'{row.schedule_hours:.2f}') for row in rows]
+       f'{1000 * row.step_seconds:.1f}', f'{row.images_per_second:.0f}',
+       row.eval_images_per_second, row.peak_memory, f'{row.schedule_hours:.2f}')
+      for row in rows]
   widths = [max(len(line[i]) for line in table) for i in range(len(header))]
   lines = ['  '.join(cell.ljust(width) if i < 3 else cell.rjust(width)
                      for i, (cell, width) in enumerate(zip(line, widths))) for line in table]
   devices = sorted({f'{row.framework.split()[0]}: {row.device}' for row in rows})
   settings = (f'steps timed: {args.steps} (median), steps per dispatch: '
               f'{args.steps_per_dispatch}, scan blocks: {args.scan_blocks}, '
-              f'train images: {args.num_train}')
+              f'train images: {args.num_train}, eval images: {args.num_eval} (one evaluation, '
+              'after a warm-up; eval images/s counts every net)')
   return '\n'.join([machine_description(), 'devices: ' + '; '.join(devices), settings,
                     'peak memory: device peak where the backend reports one, else the '
                     "process's max RSS", '', *lines, *notes])
@@ -316,13 +359,13 @@ def compile_seconds(setting: Setting) -> float:
 
 
 def _train_function(setting: Setting):
-  """The config, the trainer's jitted train function and its arguments, as
+  """The setup, the trainer's jitted train function and its arguments, as
   train.train_and_evaluate builds them."""
   from resnet_jax import train
 
   setup = train.build(experiment_config(setting))
   state, metrics = train.initial_state(setup)
-  return setup.config, train.make_train_fn(setup), state, metrics, setup.feed.train_inputs()
+  return setup, train.make_train_fn(setup), state, metrics, setup.feed.train_inputs()
 
 
 def _in_fresh_process(function, *args):
@@ -344,7 +387,9 @@ def _jax_framework(setting: Setting) -> str:
   extras = [f'{setting.steps_per_dispatch} steps/dispatch'] if setting.steps_per_dispatch > 1 else []
   extras += ['scanned blocks'] if setting.scan_blocks else []
   if setting.num_replicas > 1:
-    extras.append(f'{setting.num_replicas} replicas on {setting.mesh_replica} groups')
+    from resnet_jax import replicas
+    extras.append(f'{setting.num_replicas} replicas on {setting.mesh_replica} groups, '
+                  f'{replicas.batching(setting.replica_batching)}')
   return 'jax' + (f' ({", ".join(extras)})' if extras else '')
 
 
@@ -364,6 +409,7 @@ def _version(name: str) -> str:
 
 
 def _train_flags(argv: list[str] | None) -> argparse.Namespace:
+  from resnet_jax import replicas
   parser = argparse.ArgumentParser(prog='python -m resnet_jax.bench train',
                                    description=__doc__.split('\n\n')[0])
   parser.add_argument('--models', type=_names, default=None,
@@ -377,12 +423,17 @@ def _train_flags(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument('--scan-blocks', action='store_true', help='nn.scan over identical blocks')
   parser.add_argument('--num-train', type=_positive, default=CIFAR_TRAIN_IMAGES,
                       help='synthetic train images on the device (default: as many as CIFAR-10)')
+  parser.add_argument('--num-eval', type=int, default=CIFAR_TEST_IMAGES,
+                      help='synthetic eval images whose evaluation is timed (CIFAR nets; '
+                      '0: none)')
   parser.add_argument('--num-replicas', type=_positive, default=1,
-                      help='nets (seeds) trained at once, vmapped; images/s counts all of them; '
-                      'above 1, also times as many single-seed processes run at once')
+                      help='nets (seeds) trained at once in one program; images/s counts all '
+                      'of them; above 1, also times as many single-seed processes run at once')
   parser.add_argument('--mesh-replica', type=_positive, default=1,
                       help="device groups the replicas are split over (the mesh's replica "
                       'axis); must divide --num-replicas and the device count')
+  parser.add_argument('--replica-batching', choices=replicas.BATCHINGS, default='auto',
+                      help='how a group runs its several nets (config.replica_batching)')
   parser.add_argument('--torch', action='store_true',
                       help='also time benchmarks/torch_resnet.py, eager and torch.compile')
   parser.add_argument('--no-torch-compile', dest='torch_compile', action='store_false',
@@ -390,6 +441,8 @@ def _train_flags(argv: list[str] | None) -> argparse.Namespace:
   args = parser.parse_args(argv)
   if args.num_train < args.batch_size:
     parser.error(f'--num-train {args.num_train} must hold at least one batch of {args.batch_size}')
+  if args.num_eval < 0:
+    parser.error(f'--num-eval must be 0 (no evaluation timed) or more images, got {args.num_eval}')
   if args.num_replicas % args.mesh_replica:
     parser.error(f'--mesh-replica {args.mesh_replica} must divide --num-replicas '
                  f'{args.num_replicas}: each replica group trains as many nets')

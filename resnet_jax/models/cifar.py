@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from resnet_jax.models.blocks import BasicBlock, repeat_block
-from resnet_jax.models.layers import check_shortcut, conv, norm_layer
+from resnet_jax.models.layers import at_least_float32, check_shortcut, conv, norm_layer
 
 IMAGENET_DEPTHS = (18, 34, 50, 101, 152)
 
@@ -53,4 +53,4 @@ class CifarNet(nn.Module):
       x = repeat_block(x, make_block, n - 1, first_index=1, prefix=prefix, scan=self.scan_blocks)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
-                    name='classifier')(x).astype(jnp.float32)
+                    name='classifier')(x).astype(at_least_float32(self.dtype))

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from resnet_jax.models.blocks import BasicBlock, BottleneckBlock, repeat_block
-from resnet_jax.models.layers import check_shortcut, conv, norm_layer
+from resnet_jax.models.layers import at_least_float32, check_shortcut, conv, norm_layer
 
 STAGE_SIZES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
                152: (3, 8, 36, 3)}
@@ -47,4 +47,4 @@ class ImageNetNet(nn.Module):
                        scan=self.scan_blocks)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
-                    name='classifier')(x).astype(jnp.float32)
+                    name='classifier')(x).astype(at_least_float32(self.dtype))

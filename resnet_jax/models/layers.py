@@ -14,6 +14,11 @@ he_normal = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 SHORTCUT_OPTIONS = ('A', 'B', 'C')
 
 
+def at_least_float32(dtype) -> jnp.dtype:
+  """Where sums need float32 (bfloat16 nets), or float64 (float64 nets, in numerics tests)."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
 def check_shortcut(option: str) -> None:
   if option not in SHORTCUT_OPTIONS:
     raise ValueError(f'shortcut must be one of {SHORTCUT_OPTIONS} (Section 3.3), got {option!r}')
@@ -95,7 +100,7 @@ def _kernel_grad_by_taps(x, output_grad, kernel_shape, strides, padding):
                        j + strides[1] * (out_w - 1) + 1, in_features), (1, *strides, 1))
       # 2-D operands contracted on axis 0: XLA:CPU then calls a matmul without transposing.
       taps.append(lax.dot_general(tap.reshape(-1, in_features), grads, (((0,), (0,)), ((), ())),
-                                  preferred_element_type=jnp.float32))
+                                  preferred_element_type=at_least_float32(x.dtype)))
   return jnp.stack(taps).reshape(kernel_shape).astype(x.dtype)
 
 
@@ -129,7 +134,7 @@ class BatchNorm(nn.Module):
       offset = bias - running_mean.value * multiplier
       return (x * multiplier.astype(x.dtype) + offset.astype(x.dtype)).astype(self.dtype)
 
-    groups = self._split_groups(x).astype(jnp.float32)
+    groups = self._split_groups(x).astype(at_least_float32(x.dtype))
     axes = tuple(range(1, groups.ndim - 1))
     mean = groups.mean(axes, keepdims=True)
     var = jnp.square(groups - mean).mean(axes, keepdims=True)
