@@ -96,7 +96,8 @@ def closing_when_done(iterator) -> Iterator[dict[str, np.ndarray]]:
 
 def prefetched(batches: grain.MapDataset, num_workers: int) -> Iterator[dict[str, np.ndarray]]:
   """An iterator of `batches`, computed ahead by `num_workers` processes (0: this one) with
-  READ_THREADS threads each."""
+  READ_THREADS threads each; close() stops them. The workers ignore the stop signals sent to
+  the process group and free their shared memory (imagenet_workers)."""
   if num_workers and not flags.FLAGS.is_parsed():
     # grain reads its absl flags when it starts workers, and fails unless they were parsed
     # (absl.app does that; a notebook or pytest does not): take their defaults.
