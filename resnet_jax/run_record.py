@@ -27,7 +27,7 @@ HISTORY_FILE = 'config_history.jsonl'
 # name) changes what is trained. A name covers the keys under it (`mesh`: `mesh.data`, ...).
 KEYS_A_RESUME_MAY_CHANGE = (
     'num_train_steps',  # The lr schedule is in steps (optimizer.lr_boundaries), not fractions.
-    'steps_per_dispatch', 'mesh', 'replica_batching',  # How, not what: the same numbers.
+    'steps_per_dispatch', 'mesh', 'replica_batching',  # How the steps run, not what they do.
     'log_every_steps', 'eval_every_steps', 'eval_batch_size', 'data.eval_scales',
     'checkpoint_every_steps', 'keep_checkpoints', 'overwrite', 'allow_config_change',
     'on_nonfinite', 'data.skip_unreadable',  # What to do about a failure, once it shows.
