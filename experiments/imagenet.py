@@ -99,6 +99,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3
   config.overwrite = False  # True: move a different model's run in the workdir aside.
   config.on_nonfinite = 'stop'  # NaN/Inf loss or gradients: 'stop', or 'skip' the step.
+  config.time_budget = ''  # E.g. '6h': stop with a checkpoint when spent; a rerun continues.
   return config
 
 

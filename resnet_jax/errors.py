@@ -30,6 +30,11 @@ class Preempted(RunError):
     self.step = step
 
 
+class OutOfTime(RunError):
+  """Training stopped when its time budget was spent, after saving a checkpoint."""
+  exit_code = 44  # Rerun the same command, with more time, to continue.
+
+
 class NonFiniteError(RunError):
   """The loss or the gradients became NaN or Inf; the last good checkpoint is kept."""
   exit_code = 43

@@ -21,9 +21,9 @@ from flax import linen as nn
 from jax import lax
 
 from resnet_jax import (checkpoints, config_checks, console, feeds, models, optim, sharding,
-                        stream_eval)
+                        stream_eval, time_budget)
 from resnet_jax.data import augment
-from resnet_jax.errors import Preempted
+from resnet_jax.errors import OutOfTime, Preempted
 from resnet_jax.metric_logging import MetricLogger
 from resnet_jax.nonfinite import NonFiniteGuard
 from resnet_jax.preemption import PreemptionWatcher
@@ -163,8 +163,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config.model` for `config.num_train_steps`, resuming from `workdir`.
 
   Returns the last logged metrics by split (a list of one dict per replica when
-  `num_replicas` > 1).
+  `num_replicas` > 1). With a `time_budget` ('6h'), stops with a checkpoint once it is spent.
   """
+  deadline = time_budget.Deadline(time_budget.parse_budget(config.get('time_budget')))
   workdir = epath.Path(workdir)
   setup = build(config)
   config_checks.check_workdir(
@@ -183,14 +184,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if start_step >= config.num_train_steps:
     logging.info('%s', console.finished_message(workdir, start_step))
   try:
-    return _train_loop(setup, ckpt, logger, state, train_metrics, start_step)
+    return _train_loop(setup, ckpt, logger, state, train_metrics, start_step, deadline)
   finally:
     ckpt.close()
     logger.close()
 
 
 def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogger, state,
-                train_metrics, step: int) -> dict:
+                train_metrics, step: int, deadline: time_budget.Deadline) -> dict:
   config = setup.config
   train_fn, evaluate = make_train_fn(setup), make_evaluator(setup)
   schedule = optim.learning_rate_schedule(config.optimizer, config.batch_size)
@@ -217,11 +218,15 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
       split = setup.feed.eval_split
       results[split] = _write(logger, config, step, split, evaluate(state))
     stop = preemption.should_stop()
-    if stop or last or ckpt.is_due(step):
+    out_of_time = deadline.passed(hosts_in_step=reset)
+    if stop or out_of_time or last or ckpt.is_due(step):
       guard.check_now()
       ckpt.save(step, (state, train_metrics), data_state=setup.feed.data_state())
     if stop and not last:
       raise Preempted(step)
+    if out_of_time and not last:
+      raise OutOfTime(f'Time budget spent: saved a checkpoint at step {step} of '
+                      f'{config.num_train_steps}; rerun the same command to continue.')
   return results
 
 
