@@ -16,8 +16,8 @@ the data allows):
   tables34: 10-crop (Table 3) and multi-scale (Table 4) testing of the trained ImageNet nets,
     through resnet_jax.evaluate.
 Variants after the colon: smoke: every part end to end on a CPU in minutes (CIFAR nets of depth
-8 and 14 on synthetic images, plain18/resnet18 on a generated ILSVRC folder, a plumbing check
-whose numbers mean nothing); cifar: no ImageNet parts; full: CIFAR depths 20, 32, 44, 56, 110.
+8 and 14 for 12 steps on synthetic images, plain18/resnet18 for 10 steps on a generated ILSVRC
+folder: a plumbing check whose numbers mean nothing); cifar: no ImageNet parts; full: CIFAR depths 20, 32, 44, 56, 110.
 Overrides: --config.time_budget=6h (every run stops with a checkpoint when it is spent; the
 same command continues), --config.estimate_steps (steps timed per net for the plan's
 estimate; 0: no estimate), and each study's config under --config.cifar and --config.imagenet
@@ -33,8 +33,15 @@ from resnet_jax.config_files import sibling_config
 VARIANTS = ('smoke', 'cifar', 'full')
 IMAGENET_PARTS = ('imagenet', 'tables34')
 SMOKE_IMAGENET_DEPTHS = (18,)  # One plain-vs-residual pair keeps the smoke run short.
-# The smoke CIFAR nets train on synthetic images: no data set needed, as the ImageNet parts.
-SMOKE_CIFAR_DATA = {'base.data.source': 'synthetic', 'base.data.validation_size': 0}
+# Fewer steps than the studies' own smoke variants; the CIFAR nets on synthetic images: no
+# data set needed, as for the ImageNet parts.
+SMOKE_CIFAR = {'base.data.source': 'synthetic', 'base.data.validation_size': 0,
+               'base.num_train_steps': 12, 'base.optimizer.lr_boundaries': (8, 10),
+               'base.log_every_steps': 4, 'base.eval_every_steps': 4,
+               'base.checkpoint_every_steps': 12}
+SMOKE_IMAGENET = {'depths': SMOKE_IMAGENET_DEPTHS, 'base.num_train_steps': 10,
+                  'base.optimizer.lr_boundaries': (6, 8), 'base.eval_every_steps': 10,
+                  'base.checkpoint_every_steps': 10}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -48,15 +55,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.parts = 'table1,cifar' if 'cifar' in variants else ''
   config.time_budget = ''
-  config.estimate_steps = 2 if smoke else 5
+  config.estimate_steps = 1 if smoke else 5
   # TFDS data_dir of both studies' data (CIFAR-10 and imagenet2012), e.g. gs://bucket/tfds.
   config.data_dir = ml_collections.config_dict.placeholder(str)
   config.cifar = sibling_config(__file__, 'degradation').get_config(
       'smoke' if smoke else 'full' if 'full' in variants else '')
   config.imagenet = sibling_config(__file__, 'figure4').get_config('smoke' if smoke else '')
   if smoke:
-    config.cifar.update_from_flattened_dict(SMOKE_CIFAR_DATA)
-    config.imagenet.depths = SMOKE_IMAGENET_DEPTHS
+    config.cifar.update_from_flattened_dict(SMOKE_CIFAR)
+    config.imagenet.update_from_flattened_dict(SMOKE_IMAGENET)
   for study in (config.cifar, config.imagenet):
     study.base.data.data_dir = config.get_ref('data_dir')
   config.tables34 = ml_collections.ConfigDict(dict(

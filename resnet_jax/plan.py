@@ -96,7 +96,8 @@ def describe(parts: dict[str, str], skipped: dict[str, str], runs: list[PlannedR
         unestimated += 1
         wall = 'not estimated'
       lines.append(f'    {run.name}: {run.steps:,} steps ({done:,} done): {wall}')
-  how = (f'an estimate from {timed_steps} timed steps of each net on this hardware, training '
+  timed = f'{timed_steps} timed step{"s" if timed_steps > 1 else ""}'
+  how = (f'an estimate from {timed} of each net on this hardware, training '
          'only (evaluation and checkpoints not included)' if estimates else
          'nothing estimated (--config.estimate_steps=0)' if unestimated else 'nothing to train')
   lines.append(f'Total: ~{time_budget.describe(total)} of training: {how}.')

@@ -16,7 +16,7 @@ from etils import epath
 from markdown_it import MarkdownIt
 
 from resnet_jax import study, time_budget
-from resnet_jax.analysis import CIFAR_TABLE6, IMAGENET_TABLE2
+from resnet_jax.analysis import CIFAR_TABLE6, IMAGENET_TABLE2, PaperResults
 
 REPORT_MD = 'report.md'
 REPORT_HTML = 'report.html'
@@ -109,14 +109,12 @@ def _study_section(workdir, part, result: dict, outcome) -> list[str]:
            '| difference (points) |', '| --- | --- | ---: | ---: | ---: | ---: | ---: |']
   for row in result['table']:
     done, planned = steps_by_model.get(row['model'], (row['step'], row['step']))
-    complete = done == planned
     ours, theirs = row['eval_error_mean'], row['paper_test_error']
-    difference = ('—' if _missing(theirs) else f'{ours - theirs:+.2f}' if complete
-                  else '— (partial)')
+    difference = _difference(ours, theirs, done, planned, paper)
     lines.append(f'| {row["model"]} | {_status(done, planned)} | {row["seeds"]} | '
                  f'{_mean_std(row, "train")} | {_mean_std(row, "eval")} | '
                  f'{"—" if _missing(theirs) else f"{theirs:.2f}"} | {difference} |')
-  lines += ['', *filter(None, [paper.eval_note]), '']
+  lines += ['', _comparable_note(paper), *filter(None, [paper.eval_note]), '']
   for name in FIGURES[part]:
     if (workdir / part / name).exists():
       lines += [f'![{name}]({part}/{name})', '']
@@ -125,8 +123,7 @@ def _study_section(workdir, part, result: dict, outcome) -> list[str]:
             ['needs two depths of a family to compare.']]
   if result['seeds'] < FEW_SEEDS:
     lines.append(f'- Too few seeds: {result["seeds"]} run per net, so no spread to weigh a '
-                 'difference against; add seeds with '
-                 f'--config.{part}.seeds=5 (the paper reports the best of 5 for ResNet-110).')
+                 f'difference against; add seeds with --config.{part}.seeds=5.')
   return lines + ['', *_run_steps(result), '']
 
 
@@ -141,17 +138,16 @@ def _tables34(workdir, part, rows: list[dict], outcome) -> list[str]:
   lines = ['| net | test | status | top-1 error (%) | paper | difference | top-5 error (%) | '
            'paper | difference |', '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |']
   for row in rows:
-    complete = row['steps_done'] == row['steps']
     cells = []
     for k in ('top1', 'top5'):
       ours, theirs = row[f'{k}_error'], row[f'paper_{k}_error']
       cells += [f'{ours:.2f}', '—' if _missing(theirs) else f'{theirs:.2f}',
-                '—' if _missing(theirs) else f'{ours - theirs:+.2f}' if complete
-                else '— (partial)']
+                _difference(ours, theirs, row['steps_done'], row['steps'], IMAGENET_TABLE2)]
     lines.append(f'| {row["net"]} ({row["shortcut"]}) | {row["mode"]}, {row["table"]} | '
                  f'{_status(row["steps_done"], row["steps"])} | {" | ".join(cells)} |')
   return lines + ['', 'Shortcut option in brackets; the paper has no multi-scale (Table 4) '
-                  'result for option A nets, nor top-5 errors for the 18-layer nets.', '']
+                  'result for option A nets, nor top-5 errors for the 18-layer nets. '
+                  + _comparable_note(IMAGENET_TABLE2), '']
 
 
 def _environment() -> list[str]:
@@ -169,6 +165,24 @@ def _version(package: str) -> str:
     return importlib.metadata.version(package)
   except importlib.metadata.PackageNotFoundError:
     return 'not installed'
+
+
+def _difference(ours: float, theirs, done: int, planned: int, paper: PaperResults) -> str:
+  """Ours minus the paper's, in points, for a complete run of at least the paper's shortest
+  meaningful schedule; else why there is none."""
+  if _missing(theirs):
+    return '—'
+  if done < planned:
+    return '— (partial)'
+  if done < paper.min_steps:
+    return f'— ({done:,} steps)'
+  return f'{ours - theirs:+.2f}'
+
+
+def _comparable_note(paper: PaperResults) -> str:
+  return (f'A difference is given for complete runs of at least {paper.min_steps:,} steps (the '
+          f'first lr drop; the paper trained {paper.steps:,}); shorter or partial runs show '
+          'only our error.')
 
 
 def _status(done: int, planned: int) -> str:

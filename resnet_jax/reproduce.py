@@ -116,7 +116,7 @@ def reproduce(config: ml_collections.ConfigDict, workdir: str, command: list[str
     (workdir / PARTS_JSON).write_text(json.dumps(outcomes, indent=1))
     written = report.write(workdir, PARTS, results, outcomes, shlex.join(command))
     print(f'Wrote {", ".join(written)} to {workdir}.', flush=True)
-  if any(outcome['status'] == 'partial' for outcome in outcomes.values()):
+  if any(outcomes[part]['status'] == 'partial' for part in parts):
     raise OutOfTime('Time budget spent: the report marks the partial results; rerun the same '
                     'command to continue.')
   return outcomes
@@ -154,7 +154,7 @@ def _run_table1(context: _Context, part: str):
     if jax.process_index() == 0:
       context.workdir.mkdir(parents=True, exist_ok=True)
       path.write_text(table.to_csv(index=False))
-  return table.to_dict('records'), {'status': 'complete'}
+  return _records(table), {'status': 'complete'}
 
 
 def _run_study(context: _Context, part: str):
@@ -167,9 +167,9 @@ def _run_study(context: _Context, part: str):
   progress = [{'name': run.name, 'model': run.config.model, 'steps_done': run.steps_done(),
                'steps': run.steps} for run in context.runs_of(part)]
   result = {'runs': progress, 'table': [], 'verdict': [], 'seeds': study_config.seeds}
-  if any(path.stat().st_size for path in study_dir.glob(f'*/{METRICS_FILE}')):
+  if any(path.stat().length for path in study_dir.glob(f'*/{METRICS_FILE}')):
     result['verdict'] = study.write_results(study_config, study_dir)
-    result['table'] = pd.read_csv(study_dir / study.RESULTS_CSV).to_dict('records')
+    result['table'] = _records(pd.read_csv(study_dir / study.RESULTS_CSV))
   return result, _steps_outcome(progress)
 
 
@@ -212,6 +212,11 @@ def _evaluation(run: plan.PlannedRun, mode: str, batch_size: int, deadline) -> d
   eval_config = evaluate.default_config()
   eval_config.eval.mode, eval_config.eval.batch_size = mode, batch_size
   return evaluate.evaluate_run(eval_config, str(run.workdir))
+
+
+def _records(table: pd.DataFrame) -> list[dict]:
+  """The rows of `table` as JSON values (None where pandas has NaN)."""
+  return json.loads(table.to_json(orient='records'))
 
 
 def _steps_outcome(progress: list[dict]) -> dict:

@@ -122,11 +122,11 @@ def smoke(tmp_path_factory):
 def test_smoke_prints_the_plan_first_then_reports_every_part(smoke):
   workdir, result = smoke
   assert result.stdout.startswith('Plan on ')
-  assert 'training: an estimate from 2 timed steps of each net on this hardware' in result.stdout
+  assert 'training: an estimate from 1 timed step  of each net on this hardware' in result.stdout
   outcomes = json.loads((workdir / reproduce.PARTS_JSON).read_text())
   assert {part: outcome['status'] for part, outcome in outcomes.items()} == {
       part: 'complete' for part in reproduce.PARTS}
-  assert outcomes['cifar']['steps_done'] == outcomes['cifar']['steps'] == 4 * 30
+  assert outcomes['cifar']['steps_done'] == outcomes['cifar']['steps'] == 4 * 12
   report = (workdir / 'report.md').read_text()
   for title in reproduce.PARTS.values():
     assert f'## {title}' in report
