@@ -17,7 +17,8 @@ the data allows):
     through resnet_jax.evaluate.
 Variants after the colon: smoke: every part end to end on a CPU in minutes (CIFAR nets of depth
 8 and 14 for 12 steps on synthetic images, plain18/resnet18 for 10 steps on a generated ILSVRC
-folder: a plumbing check whose numbers mean nothing); cifar: no ImageNet parts; full: CIFAR depths 20, 32, 44, 56, 110.
+folder: a plumbing check whose numbers mean nothing); cifar: no ImageNet parts; full: CIFAR
+depths 20, 32, 44, 56, 110.
 Overrides: --config.time_budget=6h (every run stops with a checkpoint when it is spent; the
 same command continues), --config.estimate_steps (steps timed per net for the plan's
 estimate; 0: no estimate), and each study's config under --config.cifar and --config.imagenet

@@ -238,19 +238,19 @@ def _use_compilation_cache(workdir: str) -> None:
     jax.config.update('jax_compilation_cache_dir', str(epath.Path(workdir) / 'compilation_cache'))
 
 
-def main(argv, task):
-  """resnet_jax.main's entry point (flags, config errors, exit statuses) around `task`."""
-  from resnet_jax import main as entry_point  # pylint: disable=import-outside-toplevel
-  _use_compilation_cache(flags.FLAGS.workdir)
+def reproduce_from_flags(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """reproduce() with the command line's --dry_run, its compilation cache in WORKDIR, and the
+  command line quoted in the report."""
+  _use_compilation_cache(workdir)
   command = ['python', '-m', 'resnet_jax.reproduce'] + [
       arg for arg in sys.argv[1:] if arg not in ('--dry_run', '--nodry_run')]
-  entry_point.main(argv, task=functools.partial(task, command=command,
-                                                dry_run=flags.FLAGS.dry_run))
+  return reproduce(config, workdir, command, dry_run=flags.FLAGS.dry_run)
 
 
 if __name__ == '__main__':
-  # resnet_jax.main's flags (--config, --workdir, --distributed, ...); imported here so that
-  # importing this module defines no flags.
+  # resnet_jax.main's flags (--config, --workdir, --distributed, ...), its one-line config
+  # errors and exit statuses; imported here so that importing this module defines no flags.
   from resnet_jax import main as entry_point
   flags.DEFINE_bool('dry_run', False, 'Print the plan (with its estimate) and stop.')
-  app.run(functools.partial(main, task=reproduce), flags_parser=entry_point.parse_flags)
+  app.run(functools.partial(entry_point.main, task=reproduce_from_flags),
+          flags_parser=entry_point.parse_flags)

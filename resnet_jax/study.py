@@ -12,8 +12,9 @@ over the mesh's `replica` axis) in a folder per net, e.g. `plain56_seeds0-4`; wi
 the same. The streamed ImageNet input trains one net per run, so there seeds always go one
 after another. A rerun skips finished programs and resumes interrupted ones (the trainer resumes
 by itself). With --config.time_budget=6h, every run stops with a checkpoint once the study's
-budget is spent (exit status 44); the same command continues. On several processes (`--distributed`) every process trains, process 0 writes
-the results. Progress and the verdict go to stdout, the trainer's logs to stderr.
+budget is spent (exit status 44); the same command continues. On several processes
+(`--distributed`) every process trains, process 0 writes the results. Progress and the verdict
+go to stdout, the trainer's logs to stderr.
 """
 import copy
 import functools

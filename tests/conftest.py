@@ -7,9 +7,12 @@ import shutil
 import sys
 import tempfile
 
+import nbclient
+import nbformat
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / 'experiments' / 'analysis.ipynb'
 CIFAR_ARCHIVE = REPO.parent / 'shared' / 'data' / 'cifar10-jpeg.tar.gz'
 sys.path.insert(0, str(REPO / 'experiments'))
 
@@ -36,3 +39,18 @@ def cifar_archive() -> pathlib.Path:
 def cifar_cache_dir(tmp_path_factory) -> pathlib.Path:
   """One cache of decoded CIFAR arrays shared by every test of the session."""
   return tmp_path_factory.mktemp('cifar_cache')
+
+
+@pytest.fixture
+def run_notebook(monkeypatch):
+  """run(**environment): runs experiments/analysis.ipynb with those environment variables set
+  and returns the outputs of its code cells."""
+  def run(**environment):
+    for name, value in environment.items():
+      monkeypatch.setenv(name, str(value))
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(notebook, kernel_name='python3', timeout=300,
+                            resources={'metadata': {'path': str(NOTEBOOK.parent)}}).execute()
+    return [output for cell in notebook.cells if cell.cell_type == 'code'
+            for output in cell.outputs]
+  return run

@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 
-import nbclient
-import nbformat
 import pytest
 
 import paper
@@ -18,7 +16,6 @@ from resnet_jax import analysis, reproduce, time_budget, train
 from resnet_jax.errors import ConfigError, OutOfTime
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-NOTEBOOK = REPO / 'experiments' / 'analysis.ipynb'
 SMOKE = ['--config=experiments/paper.py:smoke']
 SMOKE_RUNS = {'cifar': ['plain8_seed0', 'resnet8_seed0', 'plain14_seed0', 'resnet14_seed0'],
               'imagenet': ['plain18_seed0', 'resnet18_seed0']}
@@ -149,13 +146,8 @@ def test_smoke_html_report_is_self_contained(smoke):
 
 
 @pytest.mark.slow
-def test_notebook_reads_the_papers_folder(smoke, monkeypatch):
-  monkeypatch.setenv('RESNET_JAX_PAPER_DIR', str(smoke[0]))
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  nbclient.NotebookClient(notebook, kernel_name='python3', timeout=300,
-                          resources={'metadata': {'path': str(NOTEBOOK.parent)}}).execute()
-  outputs = [output for cell in notebook.cells if cell.cell_type == 'code'
-             for output in cell.outputs]
+def test_notebook_reads_the_papers_folder(smoke, run_notebook):
+  outputs = run_notebook(RESNET_JAX_PAPER_DIR=smoke[0])
   assert sum('image/png' in output.get('data', {}) for output in outputs) == 3
   assert 'resnet18' in ''.join(str(output.get('data', '')) for output in outputs)
 

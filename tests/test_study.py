@@ -12,8 +12,6 @@ import sys
 
 import jax
 import matplotlib.image
-import nbclient
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,7 +21,6 @@ from resnet_jax import analysis, study, train
 from resnet_jax.errors import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-NOTEBOOK = REPO / 'experiments' / 'analysis.ipynb'
 # The smoke study on synthetic data, for 6 steps: checkpoints at 3 and 6, evals at 3 and 6.
 SYNTHETIC_SMOKE = {'base.data.source': 'synthetic', 'base.data.validation_size': 0,
                    'base.num_train_steps': 6, 'base.log_every_steps': 2,
@@ -208,13 +205,8 @@ def test_command_line_reruns_a_finished_study(study_copy):
 
 
 @pytest.mark.slow
-def test_notebook_runs_on_a_study(smoke_study, monkeypatch):
-  monkeypatch.setenv('RESNET_JAX_STUDY_DIR', str(smoke_study[0]))
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  nbclient.NotebookClient(notebook, kernel_name='python3', timeout=300,
-                          resources={'metadata': {'path': str(NOTEBOOK.parent)}}).execute()
-  outputs = [output for cell in notebook.cells if cell.cell_type == 'code'
-             for output in cell.outputs]
+def test_notebook_runs_on_a_study(smoke_study, run_notebook):
+  outputs = run_notebook(RESNET_JAX_STUDY_DIR=smoke_study[0])
   assert sum('image/png' in output.get('data', {}) for output in outputs) == 2
   assert 'resnet14' in outputs[0]['data']['text/plain']
   assert 'plain14 train error' in ''.join(output.get('text', '') for output in outputs)

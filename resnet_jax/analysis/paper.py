@@ -55,4 +55,5 @@ PAPER_10CROP = {('plain18', 'A'): (27.94, None), ('resnet18', 'A'): (27.88, None
 PAPER_MULTISCALE = {('resnet34', 'B'): (21.84, 5.71), ('resnet34', 'C'): (21.53, 5.60),
                     ('resnet50', 'B'): (20.74, 5.25), ('resnet101', 'B'): (19.87, 4.60),
                     ('resnet152', 'B'): (19.38, 4.49)}
-PAPER_TEST_TABLES = {'10crop': ('Table 3', PAPER_10CROP), 'multiscale': ('Table 4', PAPER_MULTISCALE)}
+PAPER_TEST_TABLES = {'10crop': ('Table 3', PAPER_10CROP),  # By evaluate's mode.
+                     'multiscale': ('Table 4', PAPER_MULTISCALE)}
