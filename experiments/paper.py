@@ -24,8 +24,9 @@ same command continues), --config.estimate_steps (steps timed per net for the pl
 estimate; 0: no estimate), and each study's config under --config.cifar and --config.imagenet
 (e.g. --config.cifar.seeds=5).
 
-Measured: see docs/performance.md (`:smoke` end to end, and the default plan's estimate, on 2
-shared CPU cores). No accelerator run yet.
+Measured: `:smoke` on 2 CPU cores shared with other test runs (load average 9-13): 10 min 07 s
+end to end (4 min 13 s of CPU time), every part complete, a plumbing check whose numbers mean
+nothing; the default plan's estimate: docs/performance.md. No accelerator run yet.
 """
 import ml_collections
 

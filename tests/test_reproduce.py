@@ -21,7 +21,7 @@ SMOKE_RUNS = {'cifar': ['plain8_seed0', 'resnet8_seed0', 'plain14_seed0', 'resne
               'imagenet': ['plain18_seed0', 'resnet18_seed0']}
 
 
-def run_command(workdir, *flags, timeout=900):
+def run_command(workdir, *flags, timeout=1800):
   return subprocess.run([sys.executable, '-m', 'resnet_jax.reproduce', f'--workdir={workdir}',
                          *flags], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
