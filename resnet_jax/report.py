@@ -22,6 +22,8 @@ REPORT_MD = 'report.md'
 REPORT_HTML = 'report.html'
 FIGURES = {'cifar': (study.FIGURE6_PNG, study.FIGURE7_PNG), 'imagenet': (study.FIGURE4_PNG,)}
 STUDY_PAPERS = {'cifar': CIFAR_TABLE6, 'imagenet': IMAGENET_TABLE2}
+FIGURE_NOTES = {'cifar': 'Figure 1 is the left panel of Figure 6 (plain nets) at depths 20 and 56.',
+                'imagenet': 'Figure 4: plain nets left, ResNets right.'}
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'grain', 'numpy')
 FEW_SEEDS = 2  # Fewer seeds per net give no spread to weigh a difference against.
 
@@ -118,6 +120,7 @@ def _study_section(workdir, part, result: dict, outcome) -> list[str]:
   for name in FIGURES[part]:
     if (workdir / part / name).exists():
       lines += [f'![{name}]({part}/{name})', '']
+  lines += [FIGURE_NOTES[part], '']
   lines += ['**Verdict** (final training errors):', '']
   lines += [f'- {sentence}' for sentence in result['verdict'] or
             ['needs two depths of a family to compare.']]
