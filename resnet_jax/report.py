@@ -22,7 +22,7 @@ REPORT_MD = 'report.md'
 REPORT_HTML = 'report.html'
 FIGURES = {'cifar': (study.FIGURE6_PNG, study.FIGURE7_PNG), 'imagenet': (study.FIGURE4_PNG,)}
 STUDY_PAPERS = {'cifar': CIFAR_TABLE6, 'imagenet': IMAGENET_TABLE2}
-FIGURE_NOTES = {'cifar': 'Figure 1 is the left panel of Figure 6 (plain nets) at depths 20 and 56.',
+FIGURE_NOTES = {'cifar': 'Figure 1: the left panel of Figure 6 (plain nets) at depths 20 and 56.',
                 'imagenet': 'Figure 4: plain nets left, ResNets right.'}
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'grain', 'numpy')
 FEW_SEEDS = 2  # Fewer seeds per net give no spread to weigh a difference against.
