@@ -119,7 +119,7 @@ def smoke(tmp_path_factory):
 def test_smoke_prints_the_plan_first_then_reports_every_part(smoke):
   workdir, result = smoke
   assert result.stdout.startswith('Plan on ')
-  assert 'training: an estimate from 1 timed step  of each net on this hardware' in result.stdout
+  assert 'training: an estimate from 1 timed step of each net on this hardware' in result.stdout
   outcomes = json.loads((workdir / reproduce.PARTS_JSON).read_text())
   assert {part: outcome['status'] for part, outcome in outcomes.items()} == {
       part: 'complete' for part in reproduce.PARTS}
