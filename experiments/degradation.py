@@ -56,6 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # one program costs what seed-by-seed runs cost (docs/performance.md).
   config.seeds_in_one_program = True
   config.base = base
+  config.time_budget = ''  # E.g. '6h': every run stops with a checkpoint when spent.
   # The recipe warms nets this deep up at a low lr (4.2); the study sets that per run.
   config.deep_warmup = ml_collections.ConfigDict(dict(
       min_depth=cifar10.WARMUP_DEPTH, steps=deepest.optimizer.warmup_steps))

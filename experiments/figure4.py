@@ -48,6 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seeds = 1
   config.seeds_in_one_program = False  # The streamed input trains one net per run.
   config.base = base
+  config.time_budget = ''  # E.g. '6h': every run stops with a checkpoint when spent.
   if 'smoke' in variants:
     # experiments/imagenet.py's smoke sizes (32x32 crops, batch 16, 20 steps) on a folder of
     # JPEGs that the study writes (resnet_jax.study.with_generated_images).

@@ -105,6 +105,7 @@ def base_config() -> ml_collections.ConfigDict:
   # True: resume with values that change what is trained (recorded in config_history.jsonl).
   config.allow_config_change = False
   config.on_nonfinite = 'stop'  # NaN/Inf loss or gradients: 'stop', or 'skip' the step.
+  config.time_budget = ''  # E.g. '6h': stop with a checkpoint when spent; a rerun continues.
   return config
 
 

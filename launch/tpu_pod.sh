@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains on a Cloud TPU VM slice: creates it (or reuses it), copies this
 # checkout to every worker, installs it, and starts resnet_jax.main (or the
-# study, --module=study) on all workers at once. Checkpoints and metrics go to a gs:// WORKDIR, so a rerun on
+# study, --module=study, or the whole paper, --module=reproduce) on all workers at once. Checkpoints and metrics go to a gs:// WORKDIR, so a rerun on
 # the same or a recreated slice resumes where the last one stopped.
 set -euo pipefail
 # shellcheck source=common.sh
@@ -17,8 +17,9 @@ setup.cfg, README.md, resnet_jax/ and experiments/ from --source to
 ~/resnet_jax_launch on every worker, runs --install there, then runs on all
 workers at once:
   PYTHON -m resnet_jax.MODULE --config=CONFIG --workdir=WORKDIR --distributed MAIN_FLAGS...
-MODULE is main (one run) or study (the degradation study, every net and seed of
-experiments/degradation.py, then its tables and figures). CONFIG is relative to --source. MAIN_FLAGS (e.g. --config.seed=1) are passed
+MODULE is main (one run), study (the degradation study, every net and seed of
+experiments/degradation.py, then its tables and figures) or reproduce (every
+part of experiments/paper.py, then WORKDIR/report.md and report.html). CONFIG is relative to --source. MAIN_FLAGS (e.g. --config.seed=1) are passed
 through unchanged. WORKDIR must be on GCS: every worker writes its checkpoint
 shards there, and a rerun with the same WORKDIR resumes from the latest one.
 
@@ -38,9 +39,10 @@ Options (before CONFIG):
   --spot                   create a Spot slice (cheaper, can be preempted)
   --preemptible            create a legacy preemptible slice
   --reuse                  use the existing slice NAME instead of creating it
-  --module MODULE          main (default) or study
+  --module MODULE          main (default), study or reproduce
   --data-dir gs://DIR      TFDS data dir, passed as --config.data.data_dir
-                           (--config.base.data.data_dir for the study)
+                           (--config.base.data.data_dir for the study,
+                           --config.data_dir for reproduce)
   --source DIR             checkout to copy (default: this script's repository)
   --python PYTHON          the workers' interpreter, as a shell word that may
                            use ~ or $HOME (default: python3)
@@ -64,10 +66,19 @@ Example:
     --runtime-version=v2-alpha-tpuv5-lite --spot --max-restarts=10 --module=study \
     --data-dir=gs://my-bucket/tfds experiments/degradation.py:full gs://my-bucket/table6 \
     --config.seeds=5
+
+  # The whole paper (Tables 1, 2, 6, 3, 4, Figures 1, 4, 6, 7) within 6 hours:
+  launch/tpu_pod.sh --name=paper --zone=us-central2-b --accelerator-type=v4-32 \
+    --spot --max-restarts=5 --module=reproduce --data-dir=gs://my-bucket/tfds \
+    experiments/paper.py gs://my-bucket/paper --config.time_budget=6h
 USAGE
 }
 
 REMOTE_DIR=resnet_jax_launch
+# Where each module's config takes the TFDS data dir (the study's trainer config sits under
+# `base`; reproduce passes one to both of its studies).
+declare -A DATA_DIR_KEYS=([main]=config.data.data_dir [study]=config.base.data.data_dir
+  [reproduce]=config.data_dir)
 # What `pip install .` needs (setup.cfg names the package, README.md its description).
 COPIED_PATHS=(pyproject.toml setup.cfg README.md resnet_jax experiments)
 
@@ -132,7 +143,7 @@ fi
 if ((!reuse)) && [[ -z $accelerator_type ]]; then
   launch::die "--accelerator-type is required to create a slice (or pass --reuse)"
 fi
-[[ $module == main || $module == study ]] || launch::die "--module must be main or study, got $module"
+[[ -v DATA_DIR_KEYS[$module] ]] || launch::die "--module must be main, study or reproduce, got $module"
 [[ $max_restarts =~ ^[0-9]+$ ]] || launch::die "--max-restarts must be a whole number, got $max_restarts"
 # The workers share no disk: checkpoints, metrics and data must be on GCS.
 [[ $workdir == gs://* ]] || launch::die "WORKDIR must be a gs:// path on a TPU pod, got $workdir"
@@ -170,10 +181,7 @@ copy_and_install() {
 
 train() {
   local main=(-m "resnet_jax.$module" --config="$config" --workdir="$workdir" --distributed)
-  # The study's trainer config sits under `base`.
-  local data_key=config.data.data_dir
-  [[ $module == main ]] || data_key=config.base.data.data_dir
-  [[ -z $data_dir ]] || main+=("--$data_key=$data_dir")
+  [[ -z $data_dir ]] || main+=("--${DATA_DIR_KEYS[$module]}=$data_dir")
   on_all_workers "cd $REMOTE_DIR && $python $(launch::join "${main[@]}" "${main_flags[@]}")"
 }
 

@@ -48,6 +48,11 @@ class Terminated(RunError):
                      'same command to resume.')
 
 
+class OutOfTime(RunError):
+  """Training stopped when its time budget was spent, after saving a checkpoint."""
+  exit_code = 45  # Rerun the same command, with more time, to continue.
+
+
 class NonFiniteError(RunError):
   """The loss or the gradients became NaN or Inf; the last good checkpoint is kept."""
   exit_code = 43

@@ -31,6 +31,7 @@ KEYS_A_RESUME_MAY_CHANGE = (
     'log_every_steps', 'eval_every_steps', 'eval_batch_size', 'data.eval_scales',
     'checkpoint_every_steps', 'keep_checkpoints', 'overwrite', 'allow_config_change',
     'on_nonfinite', 'data.skip_unreadable',  # What to do about a failure, once it shows.
+    'time_budget',  # When this segment stops, not what it trains.
     'data.cache_dir', 'data.num_workers',
 )
 

@@ -11,8 +11,10 @@ over the mesh's `replica` axis) in a folder per net, e.g. `plain56_seeds0-4`; wi
 (`plain56_seed0`, ...). Either way the analysis reads one run per seed, so the results are
 the same. The streamed ImageNet input trains one net per run, so there seeds always go one
 after another. A rerun skips finished programs and resumes interrupted ones (the trainer resumes
-by itself). On several processes (`--distributed`) every process trains, process 0 writes
-the results. Progress and the verdict go to stdout, the trainer's logs to stderr.
+by itself). With --config.time_budget=6h, every run stops with a checkpoint once the study's
+budget is spent (exit status 45); the same command continues. On several processes
+(`--distributed`) every process trains, process 0 writes the results. Progress and the verdict
+go to stdout, the trainer's logs to stderr.
 """
 import copy
 import functools
@@ -26,9 +28,9 @@ import pandas as pd
 from absl import app
 from etils import epath
 
-from resnet_jax import analysis, models, train
+from resnet_jax import analysis, models, time_budget, train
 from resnet_jax.data import fake_images
-from resnet_jax.errors import ConfigError
+from resnet_jax.errors import ConfigError, OutOfTime
 from resnet_jax.metric_logging import METRICS_FILE
 
 RESULTS_CSV = 'results.csv'
@@ -123,9 +125,13 @@ def is_finished(workdir: epath.Path, config: ml_collections.ConfigDict) -> bool:
           and analysis.latest_checkpoint_step(workdir) == config.num_train_steps)
 
 
-def train_runs(config: ml_collections.ConfigDict, study_dir: epath.Path) -> None:
-  """Trains every planned program that has not finished, saying which it trains or skips."""
+def train_runs(config: ml_collections.ConfigDict, study_dir: epath.Path) -> bool:
+  """Trains every planned program that has not finished, saying which it trains or skips;
+  with a `time_budget`, until it is spent (each run stops with a checkpoint). Returns whether
+  every program finished."""
   runs = planned_runs(config)
+  deadline = time_budget.Deadline(time_budget.parse_budget(config.get('time_budget')))
+  finished = True
   for index, (name, run) in enumerate(runs.items(), start=1):
     workdir = study_dir / name
     progress = f'[{index}/{len(runs)}] {name}:'
@@ -139,8 +145,20 @@ def train_runs(config: ml_collections.ConfigDict, study_dir: epath.Path) -> None
     start = f'resuming from step {resuming}' if resuming else 'training'
     seeds = (f' ({run.num_replicas} seeds on {run.mesh.replica} replica groups)'
              if run.num_replicas > 1 else '')
+    remaining = deadline.remaining()
+    if remaining is not None and remaining <= 0:
+      print(f'{progress} not started: the time budget is spent', flush=True)
+      finished = False
+      continue
     print(f'{progress} {start} to step {run.num_train_steps}{seeds} in {workdir}', flush=True)
-    train.train_and_evaluate(run, str(workdir))
+    if remaining is not None:
+      run.time_budget = f'{remaining:.0f}s'
+    try:
+      train.train_and_evaluate(run, str(workdir))
+    except OutOfTime as stopped:
+      print(f'{progress} {stopped}', flush=True)
+      finished = False
+  return finished
 
 
 def _trained_seed_by_seed(config, study_dir: epath.Path, program) -> bool:
@@ -231,7 +249,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   """Trains what is missing, writes the results and prints the verdict, which it returns."""
   study_dir = epath.Path(workdir)
   config = with_generated_images(config, study_dir)
-  train_runs(config, study_dir)
+  finished = train_runs(config, study_dir)
   verdict = write_results(config, study_dir)
   if jax.process_index() != 0:
     return verdict
@@ -246,6 +264,9 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
         'Verdict: needs two depths of a family to compare.')
   for sentence in verdict:
     print(f'  {sentence}')
+  if not finished:
+    raise OutOfTime('Time budget spent before every run finished (results.md shows the steps '
+                    'each trained); rerun the same command to continue.')
   return verdict
 
 

@@ -25,10 +25,10 @@ from jax import lax
 from jax.experimental import multihost_utils
 
 from resnet_jax import (checkpoints, config_checks, console, feeds, models, optim, replicas,
-                        run_record, sharding, stream_eval, workdir_lock)
+                        run_record, sharding, stream_eval, time_budget, workdir_lock)
 from resnet_jax.data import augment
 from resnet_jax.data.errors import DataError
-from resnet_jax.errors import Preempted
+from resnet_jax.errors import OutOfTime, Preempted
 from resnet_jax.metric_logging import MetricLogger
 from resnet_jax.nonfinite import NonFiniteGuard
 from resnet_jax.preemption import PreemptionWatcher
@@ -170,8 +170,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   other trainer may use meanwhile.
 
   Returns the last logged metrics by split (a list of one dict per replica when
-  `num_replicas` > 1).
+  `num_replicas` > 1). With a `time_budget` ('6h'), stops with a checkpoint once it is spent.
   """
+  deadline = time_budget.Deadline(time_budget.parse_budget(config.get('time_budget')))
   workdir = epath.Path(workdir)
   config_checks.validate(config)
   config_checks.check_workdir(workdir)
@@ -180,14 +181,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpoint_bytes = config_checks.checkpoint_bytes(setup.abstract_state)
     config_checks.check_workdir(workdir, checkpoint_bytes * (config.keep_checkpoints + 1))
     try:
-      return _resume_and_train(setup, workdir, checkpoint_bytes)
+      return _resume_and_train(setup, workdir, checkpoint_bytes, deadline)
     except Exception as error:  # Also a failed async save, raised from orbax's threads.
       if checkpoints.is_disk_full(error):
         raise checkpoints.disk_full(workdir, checkpoint_bytes) from None
       raise
 
 
-def _resume_and_train(setup: Setup, workdir: epath.Path, checkpoint_bytes: int) -> dict:
+def _resume_and_train(setup: Setup, workdir: epath.Path, checkpoint_bytes: int,
+                      deadline: time_budget.Deadline) -> dict:
   config = setup.config
   ckpt = checkpoints.Checkpoints(
       workdir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints,
@@ -205,11 +207,11 @@ def _resume_and_train(setup: Setup, workdir: epath.Path, checkpoint_bytes: int) 
       logging.info('%s', console.describe_run(config, state.params, workdir, setup.feed.origin))
       if start_step >= config.num_train_steps:
         logging.info('%s', console.finished_message(workdir, start_step))
-      return _train_loop(setup, ckpt, logger, state, train_metrics, start_step)
+      return _train_loop(setup, ckpt, logger, state, train_metrics, start_step, deadline)
 
 
 def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogger, state,
-                train_metrics, step: int) -> dict:
+                train_metrics, step: int, deadline: time_budget.Deadline) -> dict:
   config = setup.config
   train_fn, evaluate = make_train_fn(setup), make_evaluator(setup)
   schedule = optim.learning_rate_schedule(config.optimizer, config.batch_size)
@@ -252,11 +254,15 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
       results['train'] = _write(logger, config, step, 'train', rows, extra)
       _warn_about_skipped_steps(results['train'], step)
     stop = preemption.should_stop()
+    out_of_time = deadline.passed(hosts_in_step=reset)
     # Saved before the evaluation: a stop then costs no steps, and a rerun evaluates first.
-    if stop or last or ckpt.is_due(step):
+    if stop or out_of_time or last or ckpt.is_due(step):
       save(step)
     if stop and not last:
       raise Preempted(step)
+    if out_of_time and not last:
+      raise OutOfTime(f'Time budget spent: saved a checkpoint at step {step} of '
+                      f'{config.num_train_steps}; rerun the same command to continue.')
     if _evaluation_due(config, step):
       log_evaluation(step)
   return results

@@ -63,13 +63,19 @@ def noise_archive(tmp_path_factory) -> pathlib.Path:
   return path
 
 
-def notebook_outputs(study_dir: pathlib.Path, monkeypatch) -> list:
-  """The outputs of experiments/analysis.ipynb's code cells, executed on `study_dir`."""
+@pytest.fixture
+def run_notebook(monkeypatch):
+  """run(**environment): runs experiments/analysis.ipynb with those environment variables set
+  and returns the outputs of its code cells."""
   import nbclient  # pylint: disable=import-outside-toplevel
   import nbformat  # pylint: disable=import-outside-toplevel
-  monkeypatch.setenv('RESNET_JAX_STUDY_DIR', str(study_dir))
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  nbclient.NotebookClient(notebook, kernel_name='python3', timeout=300,
-                          resources={'metadata': {'path': str(NOTEBOOK.parent)}}).execute()
-  return [output for cell in notebook.cells if cell.cell_type == 'code'
-          for output in cell.outputs]
+
+  def run(**environment):
+    for name, value in environment.items():
+      monkeypatch.setenv(name, str(value))
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(notebook, kernel_name='python3', timeout=300,
+                            resources={'metadata': {'path': str(NOTEBOOK.parent)}}).execute()
+    return [output for cell in notebook.cells if cell.cell_type == 'code'
+            for output in cell.outputs]
+  return run

@@ -11,6 +11,7 @@ import cifar10
 import degradation
 import figure4
 import imagenet
+import paper
 from resnet_jax import config_checks, data, optim, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ def parameter_count(config) -> int:
 @pytest.mark.parametrize('path', sorted(EXPERIMENTS.glob('*.py')), ids=lambda p: p.name)
 def test_each_config_opens_with_its_command_and_what_was_measured(path):
   modules = {'cifar10.py': cifar10, 'degradation.py': degradation, 'figure4.py': figure4,
-             'imagenet.py': imagenet}
+             'imagenet.py': imagenet, 'paper.py': paper}
   module = modules[path.name]
   assert 'python -m resnet_jax.' in module.__doc__ and f'experiments/{path.name}' in module.__doc__
   assert 'Measured:' in module.__doc__

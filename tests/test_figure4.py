@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 
 import figure4
-from conftest import notebook_outputs
 from resnet_jax import analysis, study
 from resnet_jax.errors import ConfigError
 
@@ -66,7 +65,7 @@ def test_verdict_weighs_the_steps_against_figure4s_schedule():
   assert len(analysis.verdict(table.assign(step=150_000), analysis.IMAGENET_TABLE2)) == 2
 
 
-def test_notebook_shows_table2_and_figure4_of_an_imagenet_study(tmp_path, monkeypatch):
+def test_notebook_shows_table2_and_figure4_of_an_imagenet_study(tmp_path, run_notebook):
   for model in ('plain18', 'resnet18'):
     run = tmp_path / f'{model}_seed0'
     run.mkdir()
@@ -74,7 +73,7 @@ def test_notebook_shows_table2_and_figure4_of_an_imagenet_study(tmp_path, monkey
     records = [{'step': step, 'split': split, 'loss': 2.0, 'error': 0.5}
                for step in (2, 4) for split in ('train', 'validation')]
     (run / 'metrics.jsonl').write_text(''.join(json.dumps(record) + '\n' for record in records))
-  outputs = notebook_outputs(tmp_path, monkeypatch)
+  outputs = run_notebook(RESNET_JAX_STUDY_DIR=tmp_path)
   assert '27.94' in outputs[0]['data']['text/plain']  # plain18's top-1 error in Table 2.
   assert sum('image/png' in output.get('data', {}) for output in outputs) == 1  # Figure 4.
   assert 'No Figure 7' in ''.join(output.get('text', '') for output in outputs)

@@ -237,6 +237,17 @@ def test_tpu_study_module_runs_the_study_on_all_workers(sandbox):
       '--config.base.data.data_dir=gs://bucket/tfds', '--config.seeds=5']
 
 
+def test_tpu_reproduce_module_runs_the_paper_on_all_workers(sandbox):
+  (sandbox / 'experiments' / 'paper.py').touch()
+  commands = dry_run('tpu_pod.sh', *TPU_FLAGS, '--reuse', '--module=reproduce',
+                     '--data-dir=gs://bucket/tfds', 'experiments/paper.py', 'gs://bucket/paper',
+                     '--config.time_budget=6h', sandbox=sandbox)
+  assert remote_command(commands[-1]) == [
+      'python3', '-m', 'resnet_jax.reproduce', '--config=experiments/paper.py',
+      '--workdir=gs://bucket/paper', '--distributed', '--config.data_dir=gs://bucket/tfds',
+      '--config.time_budget=6h']
+
+
 def fake_gcloud(sandbox, *, train_statuses, state):
   """A gcloud whose training runs exit with `train_statuses` in turn."""
   (sandbox / 'train_statuses').write_text(' '.join(map(str, train_statuses)))
@@ -304,7 +315,7 @@ def test_tpu_stops_on_a_real_failure_or_when_out_of_restarts(sandbox):
     (['--zone=z', '--reuse', *TPU_RUN], '--name is required'),
     ([*TPU_FLAGS, '--reuse', *TPU_RUN, '--distributed'], '--distributed is set by tpu_pod.sh'),
     ([*TPU_FLAGS, '--reuse', '--max-restarts=many', *TPU_RUN], '--max-restarts must be'),
-    ([*TPU_FLAGS, '--reuse', '--module=train', *TPU_RUN], '--module must be main or study'),
+    ([*TPU_FLAGS, '--reuse', '--module=train', *TPU_RUN], '--module must be main, study or reproduce'),
 ])
 def test_tpu_rejects_bad_settings_before_any_command(sandbox, args, message):
   result = run('tpu_pod.sh', '--dry-run', *args, sandbox=sandbox)

@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 
 import degradation
-from conftest import notebook_outputs
 from resnet_jax import analysis, study, train
 from resnet_jax.errors import ConfigError
 
@@ -206,8 +205,8 @@ def test_command_line_reruns_a_finished_study(study_copy):
 
 
 @pytest.mark.slow
-def test_notebook_runs_on_a_study(smoke_study, monkeypatch):
-  outputs = notebook_outputs(smoke_study[0], monkeypatch)
+def test_notebook_runs_on_a_study(smoke_study, run_notebook):
+  outputs = run_notebook(RESNET_JAX_STUDY_DIR=smoke_study[0])
   assert sum('image/png' in output.get('data', {}) for output in outputs) == 2
   assert 'resnet14' in outputs[0]['data']['text/plain']
   assert 'plain14 train error' in ''.join(output.get('text', '') for output in outputs)

@@ -39,3 +39,21 @@ IMAGENET_TABLE2 = PaperResults(
     steps=600_000, min_steps=150_000)
 
 PAPER_RESULTS = {'cifar': CIFAR_TABLE6, 'imagenet': IMAGENET_TABLE2}  # By models.parse's dataset.
+
+# Table 1, FLOPs (multiply-adds) of one 224x224 forward pass; "plain" nets have the same.
+TABLE1_FLOPS = {'resnet18': 1.8e9, 'resnet34': 3.6e9, 'resnet50': 3.8e9, 'resnet101': 7.6e9,
+                'resnet152': 11.3e9}
+
+# (top-1, top-5) error (%) on ImageNet val by (net, shortcut option); None where not reported.
+# 10-crop testing: Table 3, and Table 2 for the 18-layer nets (top-1 only).
+PAPER_10CROP = {('plain18', 'A'): (27.94, None), ('resnet18', 'A'): (27.88, None),
+                ('plain34', 'A'): (28.54, 10.02), ('resnet34', 'A'): (25.03, 7.76),
+                ('resnet34', 'B'): (24.52, 7.46), ('resnet34', 'C'): (24.19, 7.40),
+                ('resnet50', 'B'): (22.85, 6.71), ('resnet101', 'B'): (21.75, 6.05),
+                ('resnet152', 'B'): (21.43, 5.71)}
+# Multi-scale, fully convolutional testing (Table 4, single models); no option A nets.
+PAPER_MULTISCALE = {('resnet34', 'B'): (21.84, 5.71), ('resnet34', 'C'): (21.53, 5.60),
+                    ('resnet50', 'B'): (20.74, 5.25), ('resnet101', 'B'): (19.87, 4.60),
+                    ('resnet152', 'B'): (19.38, 4.49)}
+PAPER_TEST_TABLES = {'10crop': ('Table 3', PAPER_10CROP),  # By evaluate's mode.
+                     'multiscale': ('Table 4', PAPER_MULTISCALE)}

@@ -1,0 +1,201 @@
+"""The report of `python -m resnet_jax.reproduce`: WORKDIR/report.md and a self-contained
+report.html (figures embedded as base64 PNG) that read top to bottom: each table beside the
+paper's numbers with the difference, each figure, each verdict with its caveats, what was
+skipped and why, the hardware, versions, wall time and steps of every part, and the command
+that reproduces each part. A partial run's numbers are shown as such, never beside the paper's
+as a difference."""
+import base64
+import datetime
+import importlib.metadata
+import math
+import os
+import platform
+
+import jax
+from etils import epath
+from markdown_it import MarkdownIt
+
+from resnet_jax import study, time_budget
+from resnet_jax.analysis import CIFAR_TABLE6, IMAGENET_TABLE2, PaperResults
+
+REPORT_MD = 'report.md'
+REPORT_HTML = 'report.html'
+FIGURES = {'cifar': (study.FIGURE6_PNG, study.FIGURE7_PNG), 'imagenet': (study.FIGURE4_PNG,)}
+STUDY_PAPERS = {'cifar': CIFAR_TABLE6, 'imagenet': IMAGENET_TABLE2}
+FIGURE_NOTES = {'cifar': 'Figure 1: the left panel of Figure 6 (plain nets) at depths 20 and 56.',
+                'imagenet': 'Figure 4: plain nets left, ResNets right.'}
+PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'grain', 'numpy')
+FEW_SEEDS = 2  # Fewer seeds per net give no spread to weigh a difference against.
+
+
+def write(workdir: epath.Path, parts: dict[str, str], results: dict, outcomes: dict,
+          command: str) -> list[str]:
+  """Writes report.md and report.html for the parts (title by name) with their `results` and
+  `outcomes` (as reproduce records them); returns the names written."""
+  markdown = render(workdir, parts, results, outcomes, command)
+  (workdir / REPORT_MD).write_text(markdown)
+  (workdir / REPORT_HTML).write_text(to_html(markdown, workdir))
+  return [REPORT_MD, REPORT_HTML]
+
+
+def render(workdir: epath.Path, parts: dict[str, str], results: dict, outcomes: dict,
+           command: str) -> str:
+  """The report as Markdown, figures linked by their path in `workdir`."""
+  lines = ['# Deep Residual Learning (He et al., 2015), reproduced', '',
+           f'Written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by `{command}`. '
+           'A result of a run that trained fewer steps than planned is marked *partial* and '
+           'never compared with the paper.', '', *_parts_table(parts, outcomes), '']
+  sections = {'table1': _table1, 'cifar': _study_section, 'imagenet': _study_section,
+              'tables34': _tables34}
+  for part, title in parts.items():
+    lines += [f'## {title}', '']
+    outcome = outcomes.get(part, {'status': 'skipped', 'reason': 'not run yet'})
+    if outcome['status'] == 'skipped':
+      lines += [f'Skipped: {outcome["reason"]}.', '']
+      continue
+    lines += sections[part](workdir, part, results.get(part), outcome)
+    lines += [f'Reproduce this part: `{outcome["command"]}`', '']
+  return '\n'.join(lines + _environment()) + '\n'
+
+
+def to_html(markdown: str, workdir: epath.Path) -> str:
+  """`markdown` as one HTML page, its figures embedded."""
+  body = MarkdownIt('commonmark').enable('table').render(markdown)
+  for part, names in FIGURES.items():
+    for name in names:
+      path = workdir / part / name
+      if path.exists():
+        encoded = base64.b64encode(path.read_bytes()).decode('ascii')
+        body = body.replace(f'src="{part}/{name}"', f'src="data:image/png;base64,{encoded}"')
+  return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>ResNet paper, reproduced'
+          '</title><style>body{font-family:sans-serif;max-width:60em;margin:auto}'
+          'table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}'
+          'img{max-width:100%}</style></head><body>\n' + body + '</body></html>\n')
+
+
+def _parts_table(parts: dict[str, str], outcomes: dict) -> list[str]:
+  lines = ['| part | what | status | steps done | wall time |', '| --- | --- | --- | ---: | ---: |']
+  for part, title in parts.items():
+    outcome = outcomes.get(part, {'status': 'skipped'})
+    steps = (f'{outcome["steps_done"]:,} of {outcome["steps"]:,}' if 'steps' in outcome else '')
+    wall = time_budget.describe(outcome['wall_seconds']) if 'wall_seconds' in outcome else ''
+    lines.append(f'| {part} | {title} | {outcome["status"]} | {steps} | {wall} |')
+  return lines
+
+
+def _table1(workdir, part, rows: list[dict], outcome) -> list[str]:
+  lines = ['Per 224x224 image; multiply-adds of the convolutions and the classifier, what '
+           'Table 1 calls FLOPs.', '',
+           '| net | layers | parameters | multiply-adds | paper FLOPs | difference |',
+           '| --- | ---: | ---: | ---: | ---: | ---: |']
+  for row in rows:
+    paper = row['paper_flops']
+    difference = '—' if _missing(paper) else f'{100 * (row["multiply_adds"] / paper - 1):+.1f}%'
+    lines.append(f'| {row["net"]} | {row["layers"]} | {row["parameters"] / 1e6:.1f}M | '
+                 f'{row["multiply_adds"] / 1e9:.2f}×10⁹ | '
+                 f'{"—" if _missing(paper) else f"{paper / 1e9:.1f}×10⁹"} | {difference} |')
+  return lines + ['', 'The paper rounds to one decimal; its counts are the same multiply-adds.',
+                  '']
+
+
+def _study_section(workdir, part, result: dict, outcome) -> list[str]:
+  paper = STUDY_PAPERS[part]
+  if not result or not result['table']:
+    return ['No results yet: no run has logged a step.', *_run_steps(result), '']
+  steps_by_model = {}
+  for run in result['runs']:
+    done, planned = steps_by_model.get(run['model'], (0, 0))
+    steps_by_model[run['model']] = (done + run['steps_done'], planned + run['steps'])
+  eval_split = result['table'][0]['eval_split']
+  lines = [f'| net | status | seeds | train error (%) | {eval_split} error (%) | {paper.column} '
+           '| difference (points) |', '| --- | --- | ---: | ---: | ---: | ---: | ---: |']
+  for row in result['table']:
+    done, planned = steps_by_model.get(row['model'], (row['step'], row['step']))
+    ours, theirs = row['eval_error_mean'], row['paper_test_error']
+    difference = _difference(ours, theirs, done, planned, paper)
+    lines.append(f'| {row["model"]} | {_status(done, planned)} | {row["seeds"]} | '
+                 f'{_mean_std(row, "train")} | {_mean_std(row, "eval")} | '
+                 f'{"—" if _missing(theirs) else f"{theirs:.2f}"} | {difference} |')
+  lines += ['', _comparable_note(paper), *filter(None, [paper.eval_note]), '']
+  for name in FIGURES[part]:
+    if (workdir / part / name).exists():
+      lines += [f'![{name}]({part}/{name})', '']
+  lines += [FIGURE_NOTES[part], '']
+  lines += ['**Verdict** (final training errors):', '']
+  lines += [f'- {sentence}' for sentence in result['verdict'] or
+            ['needs two depths of a family to compare.']]
+  if result['seeds'] < FEW_SEEDS:
+    lines.append(f'- Too few seeds: {result["seeds"]} run per net, so no spread to weigh a '
+                 f'difference against; add seeds with --config.{part}.seeds=5.')
+  return lines + ['', *_run_steps(result), '']
+
+
+def _run_steps(result: dict | None) -> list[str]:
+  if not result:
+    return []
+  return ['Steps of every run: ' + ', '.join(
+      f'{run["name"]} {run["steps_done"]:,}/{run["steps"]:,}' for run in result['runs']) + '.']
+
+
+def _tables34(workdir, part, rows: list[dict], outcome) -> list[str]:
+  lines = ['| net | test | status | top-1 error (%) | paper | difference | top-5 error (%) | '
+           'paper | difference |', '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |']
+  for row in rows:
+    cells = []
+    for k in ('top1', 'top5'):
+      ours, theirs = row[f'{k}_error'], row[f'paper_{k}_error']
+      cells += [f'{ours:.2f}', '—' if _missing(theirs) else f'{theirs:.2f}',
+                _difference(ours, theirs, row['steps_done'], row['steps'], IMAGENET_TABLE2)]
+    lines.append(f'| {row["net"]} ({row["shortcut"]}) | {row["mode"]}, {row["table"]} | '
+                 f'{_status(row["steps_done"], row["steps"])} | {" | ".join(cells)} |')
+  return lines + ['', 'Shortcut option in brackets; the paper has no multi-scale (Table 4) '
+                  'result for option A nets, nor top-5 errors for the 18-layer nets. '
+                  + _comparable_note(IMAGENET_TABLE2), '']
+
+
+def _environment() -> list[str]:
+  devices = jax.devices()
+  versions = ', '.join(f'{name} {_version(name)}' for name in PACKAGES)
+  return ['## Hardware and versions', '',
+          f'- Devices: {len(devices)} × {devices[0].device_kind} ({jax.default_backend()}), '
+          f'{jax.process_count()} process(es).',
+          f'- Host: {platform.platform()}, {os.cpu_count()} CPU cores, Python '
+          f'{platform.python_version()}.', f'- Versions: {versions}.']
+
+
+def _version(package: str) -> str:
+  try:
+    return importlib.metadata.version(package)
+  except importlib.metadata.PackageNotFoundError:
+    return 'not installed'
+
+
+def _difference(ours: float, theirs, done: int, planned: int, paper: PaperResults) -> str:
+  """Ours minus the paper's, in points, for a complete run of at least the paper's shortest
+  meaningful schedule; else why there is none."""
+  if _missing(theirs):
+    return '—'
+  if done < planned:
+    return '— (partial)'
+  if done < paper.min_steps:
+    return f'— ({done:,} steps)'
+  return f'{ours - theirs:+.2f}'
+
+
+def _comparable_note(paper: PaperResults) -> str:
+  return (f'A difference is given for complete runs of at least {paper.min_steps:,} steps (the '
+          f'first lr drop; the paper trained {paper.steps:,}); shorter or partial runs show '
+          'only our error.')
+
+
+def _status(done: int, planned: int) -> str:
+  return 'complete' if done == planned else f'partial ({done:,} of {planned:,} steps)'
+
+
+def _mean_std(row: dict, split: str) -> str:
+  mean, std = row[f'{split}_error_mean'], row[f'{split}_error_std']
+  return f'{mean:.2f}' if _missing(std) else f'{mean:.2f} ± {std:.2f}'
+
+
+def _missing(value) -> bool:
+  return value is None or (isinstance(value, float) and math.isnan(value))

@@ -1,0 +1,185 @@
+"""The whole paper in one command (resnet_jax.reproduce): its plan, its bad-input messages, time
+budgets, and `:smoke` end to end through the command line: the report, an interrupted and
+rerun command, a budget that stops the runs and a rerun that finishes them."""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import paper
+from resnet_jax import analysis, reproduce, time_budget, train
+from resnet_jax.errors import ConfigError, OutOfTime
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SMOKE = ['--config=experiments/paper.py:smoke']
+SMOKE_RUNS = {'cifar': ['plain8_seed0', 'resnet8_seed0', 'plain14_seed0', 'resnet14_seed0'],
+              'imagenet': ['plain18_seed0', 'resnet18_seed0']}
+
+
+def run_command(workdir, *flags, timeout=1800):
+  return subprocess.run([sys.executable, '-m', 'resnet_jax.reproduce', f'--workdir={workdir}',
+                         *flags], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def start_command(workdir, *flags):
+  return subprocess.Popen([sys.executable, '-m', 'resnet_jax.reproduce', f'--workdir={workdir}',
+                           *flags], cwd=REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def report_numbers(workdir: pathlib.Path) -> dict:
+  """Every number of the report, the wall times aside."""
+  return json.loads((workdir / reproduce.RESULTS_JSON).read_text())
+
+
+@pytest.mark.parametrize('text, seconds', [('90s', 90), ('9m', 540), ('6h', 21_600),
+                                           ('1h30m', 5400), ('1.5h', 5400), ('', None)])
+def test_budgets_parse(text, seconds):
+  assert time_budget.parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize('text', ['soon', '9', 'm9', '6h later', '-5m'])
+def test_unreadable_budgets_are_refused(text):
+  with pytest.raises(ConfigError, match='is not a duration'):
+    time_budget.parse_budget(text)
+
+
+def test_dry_run_plans_every_part_and_writes_nothing(tmp_path, capsys):
+  config = paper.get_config('smoke')
+  config.estimate_steps = 0
+  assert reproduce.reproduce(config, str(tmp_path / 'paper'), dry_run=True) == {}
+  printed = capsys.readouterr().out
+  for part in reproduce.PARTS:
+    assert f'  {part}: ' in printed
+  for runs in SMOKE_RUNS.values():
+    for name in runs:
+      assert f'    {name}: ' in printed
+  assert 'steps (0 done)' in printed and 'Total:' in printed
+  assert not (tmp_path / 'paper').exists()
+
+
+def test_default_plan_skips_imagenet_without_data_and_says_how_to_run_it(tmp_path, capsys):
+  config = paper.get_config()
+  config.estimate_steps = 0
+  reproduce.reproduce(config, str(tmp_path), ['python', '-m', 'resnet_jax.reproduce'],
+                      dry_run=True)
+  printed = capsys.readouterr().out
+  assert 'plain56_seed0: 64,000 steps' in printed
+  for part in reproduce.IMAGENET_PARTS:
+    assert (f'  {part}: {reproduce.PARTS[part]}: skipped, no ImageNet data configured; with '
+            'imagenet2012 prepared by TFDS in TFDS_DIR: `python -m resnet_jax.reproduce '
+            '--config.parts=imagenet,tables34 --config.data_dir=TFDS_DIR`') in printed
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--config=experiments/paper.py:smoke', '--config.parts=table1,figure9'],
+     "Unknown parts ['figure9']"),
+    (['--config=experiments/paper.py:smoke', '--config.time_budget=soon'],
+     "time_budget='soon' is not a duration"),
+    (['--config=experiments/paper.py', '--config.parts=cifar,imagenet'],
+     'asks for ImageNet parts, but no ImageNet data is configured'),
+])
+def test_bad_input_is_one_message_and_exit_status_2(tmp_path, flags, message):
+  kept = tmp_path / 'kept.txt'
+  kept.write_text('earlier results')
+  result = run_command(tmp_path, *flags, '--config.estimate_steps=0', timeout=300)
+  assert result.returncode == 2, result.stderr
+  assert message in result.stderr
+  assert 'Traceback' not in result.stderr and result.stdout == ''
+  assert sorted(os.listdir(tmp_path)) == ['kept.txt'] and kept.read_text() == 'earlier results'
+
+
+def test_a_run_stops_with_a_checkpoint_when_its_budget_is_spent(tmp_path):
+  config = paper.get_config('smoke').cifar.base
+  config.update(model='resnet8', time_budget='0s', log_every_steps=2, eval_every_steps=4,
+                checkpoint_every_steps=4, num_train_steps=4)
+  with pytest.raises(OutOfTime, match='step 1 of 4; rerun'):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert analysis.latest_checkpoint_step(tmp_path) == 1  # The first step boundary.
+  config.time_budget = ''
+  train.train_and_evaluate(config, str(tmp_path))
+  assert analysis.latest_checkpoint_step(tmp_path) == 4
+
+
+@pytest.fixture(scope='module')
+def smoke(tmp_path_factory):
+  """(workdir, finished command) of one `:smoke` reproduction through the command line."""
+  workdir = tmp_path_factory.mktemp('paper')
+  result = run_command(workdir, *SMOKE)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir, result
+
+
+@pytest.mark.slow
+def test_smoke_prints_the_plan_first_then_reports_every_part(smoke):
+  workdir, result = smoke
+  assert result.stdout.startswith('Plan on ')
+  assert 'training: an estimate from 1 timed step of each net on this hardware' in result.stdout
+  outcomes = json.loads((workdir / reproduce.PARTS_JSON).read_text())
+  assert {part: outcome['status'] for part, outcome in outcomes.items()} == {
+      part: 'complete' for part in reproduce.PARTS}
+  assert outcomes['cifar']['steps_done'] == outcomes['cifar']['steps'] == 4 * 12
+  report = (workdir / 'report.md').read_text()
+  for title in reproduce.PARTS.values():
+    assert f'## {title}' in report
+  for line in ('| resnet50 | 50 | 25.6M | 3.86×10⁹ | 3.8×10⁹ | +1.5% |',
+               '![figure6.png](cifar/figure6.png)', '![figure4.png](imagenet/figure4.png)',
+               'Too few steps to mean anything', 'Too few seeds: 1 run per net',
+               '## Hardware and versions', '--config.parts=tables34`'):
+    assert line in report
+  numbers = report_numbers(workdir)
+  assert [row['net'] for row in numbers['tables34']] == ['plain18', 'plain18', 'resnet18',
+                                                         'resnet18']
+  assert {row['paper_top1_error'] for row in numbers['tables34']} == {27.94, 27.88, None}
+
+
+@pytest.mark.slow
+def test_smoke_html_report_is_self_contained(smoke):
+  html = (smoke[0] / 'report.html').read_text()
+  assert html.count('src="data:image/png;base64,') == 3  # Figures 6, 7 and 4.
+  assert 'src="cifar/' not in html and '<table>' in html
+
+
+@pytest.mark.slow
+def test_notebook_reads_the_papers_folder(smoke, run_notebook):
+  outputs = run_notebook(RESNET_JAX_PAPER_DIR=smoke[0])
+  assert sum('image/png' in output.get('data', {}) for output in outputs) == 3
+  assert 'resnet18' in ''.join(str(output.get('data', '')) for output in outputs)
+
+
+@pytest.mark.slow
+def test_a_killed_and_rerun_command_reports_the_same_numbers(smoke, tmp_path):
+  workdir = tmp_path / 'paper'
+  process = start_command(workdir, *SMOKE)
+  started = workdir / 'cifar' / SMOKE_RUNS['cifar'][2] / 'metrics.jsonl'
+  while not started.exists() and process.poll() is None:
+    time.sleep(0.5)
+  os.killpg(process.pid, signal.SIGKILL)
+  process.wait()
+  assert not (workdir / 'report.md').exists()
+  result = run_command(workdir, *SMOKE)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'finished, skipped' in result.stdout
+  assert report_numbers(workdir) == report_numbers(smoke[0])
+
+
+@pytest.mark.slow
+def test_a_budget_stops_the_runs_and_a_rerun_finishes_them(smoke, tmp_path):
+  flags = [*SMOKE, '--config.parts=table1,cifar', '--config.estimate_steps=0']
+  stopped = run_command(tmp_path, *flags, '--config.time_budget=10s')
+  assert stopped.returncode == OutOfTime.exit_code, stopped.stderr[-3000:]
+  outcome = json.loads((tmp_path / reproduce.PARTS_JSON).read_text())['cifar']
+  assert outcome['status'] == 'partial' and outcome['steps_done'] < outcome['steps']
+  assert 'partial' in (tmp_path / 'report.md').read_text()
+  for run in report_numbers(tmp_path)['cifar']['runs']:
+    step = analysis.latest_checkpoint_step(tmp_path / 'cifar' / run['name']) or 0
+    assert step == run['steps_done'] <= run['steps']  # Stopped on a step, with its checkpoint.
+  finished = run_command(tmp_path, *flags)
+  assert finished.returncode == 0, finished.stderr[-3000:]
+  numbers = report_numbers(tmp_path)
+  assert numbers['cifar'] == report_numbers(smoke[0])['cifar']
