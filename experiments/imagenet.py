@@ -27,7 +27,7 @@ resnet_jax.evaluate` adds 10-crop and multi-scale testing).
 Deviations: the paper divides the lr "when the error plateaus"; here at fixed epochs 30 and
 60 (150,137 and 300,274 iterations at batch 256), where the error of the usual ResNet-50 runs
 plateaus; bfloat16 compute with float32 parameters (the paper computed in float32); the
-multi-scale test batches images in aspect-ratio buckets (resnet_jax/data/imagenet_eval.py).
+multi-scale test batches images in aspect-ratio buckets (resnet_jax/data/imagenet/views.py).
 
 Measured: `:smoke` on 2 shared CPU cores: 1 min 40 s end to end (46 s of it compiling), 89.6%
 validation error after 20 steps on synthetic images, a check of the plumbing only. Nothing on

@@ -19,9 +19,11 @@ from absl import app, flags
 from etils import epath
 from ml_collections import config_flags
 
-from resnet_jax import checkpoints, commands, sharding, stream_eval, train
-from resnet_jax.data import imagenet, imagenet_eval
+from resnet_jax import checkpoints, commands, sharding, train
+from resnet_jax.data import imagenet
+from resnet_jax.data.imagenet import views
 from resnet_jax.errors import ConfigError, WorkdirError
+from resnet_jax.feeds import streamed_eval
 from resnet_jax.run_record import read_config
 
 
@@ -56,8 +58,8 @@ def evaluate_run(eval_config: ml_collections.ConfigDict, workdir: str) -> dict:
   step, state = _latest_state(workdir, setup)
   source = setup.feed.source
   batch_size = _batch_size(eval_config.eval.batch_size, mode, config, setup.mesh)
-  scorer = stream_eval.make_scorer(setup.model, source.mean, source.std)
-  [metrics] = stream_eval.evaluate(scorer, setup.mesh, source, mode, batch_size, state)
+  scorer = streamed_eval.make_scorer(setup.model, source.mean, source.std)
+  [metrics] = streamed_eval.evaluate(scorer, setup.mesh, source, mode, batch_size, state)
   result = {'step': step, 'mode': mode, **metrics}
   written = workdir / f'eval_{mode}.json'
   if jax.process_index() == 0:
@@ -74,7 +76,7 @@ def _batch_size(requested: int, mode: str, config, mesh) -> int:
   batch (1,024 crops in the ImageNet recipe are 1,024 images in center mode but only about
   100 in 10crop mode and 60 whole 640-px images in multiscale mode)."""
   data = config.data
-  sized = imagenet_eval.images_per_batch(mode, config.eval_batch_size, data.crop_size,
+  sized = views.images_per_batch(mode, config.eval_batch_size, data.crop_size,
                                          tuple(data.eval_scales), mesh.shape[sharding.DATA_AXIS])
   if requested:
     if requested > sized:

@@ -29,7 +29,7 @@ from absl import app
 from etils import epath
 
 from resnet_jax import analysis, models, time_budget, train
-from resnet_jax.data import fake_images
+from resnet_jax.data.imagenet import fake_images
 from resnet_jax.errors import ConfigError, OutOfTime
 from resnet_jax.metric_logging import METRICS_FILE
 

@@ -1,5 +1,5 @@
 """The training loop: sharded jit over a device mesh and orbax checkpoints, fed by one of
-two inputs behind one interface (feeds.py): CIFAR-scale data sets held on the devices, or
+two inputs behind one interface (feeds/): CIFAR-scale data sets held on the devices, or
 ImageNet images streamed from the hosts.
 
 `num_replicas` > 1 trains that many copies of the net at once (seeds `seed`, `seed + 1`,
@@ -24,11 +24,11 @@ from flax import linen as nn
 from jax import lax
 from jax.experimental import multihost_utils
 
-from resnet_jax import (checkpoints, config_checks, console, feeds, models, optim, replicas,
-                        run_record, sharding, stream_eval, time_budget, workdir_lock)
-from resnet_jax.data import augment
+from resnet_jax import checkpoints, config_checks, console, feeds, models, optim, replicas, run_record, sharding, time_budget, workdir_lock
+from resnet_jax.data.cifar import augment
 from resnet_jax.data.errors import DataError
 from resnet_jax.errors import OutOfTime, Preempted
+from resnet_jax.feeds import streamed_eval
 from resnet_jax.metric_logging import MetricLogger
 from resnet_jax.nonfinite import NonFiniteGuard
 from resnet_jax.preemption import PreemptionWatcher
@@ -138,8 +138,8 @@ def make_evaluator(setup: Setup) -> Callable[[Any], list[dict]]:
   config = setup.config
   if setup.feed.streamed:
     source = setup.feed.source
-    scorer = stream_eval.make_scorer(setup.model, source.mean, source.std)
-    return functools.partial(stream_eval.evaluate, scorer, setup.mesh, source, 'center',
+    scorer = streamed_eval.make_scorer(setup.model, source.mean, source.std)
+    return functools.partial(streamed_eval.evaluate, scorer, setup.mesh, source, 'center',
                              config.eval_batch_size)
   eval_fn = make_eval_fn(setup)
   return lambda state: _computed(eval_fn(state, setup.feed.data), config.num_replicas)

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resnet_jax.data import augment
+from resnet_jax.data.cifar import augment
 
 IMAGES = np.random.default_rng(0).integers(1, 255, (64, 32, 32, 3)).astype(np.uint8)
 

@@ -18,10 +18,11 @@ import pytest
 from PIL import Image
 
 from resnet_jax.data import ArraySplits, DataError, load_dataset
-from resnet_jax.data import cache, decode, tfds_source
-from resnet_jax.data.folder import load_image_archive
+from resnet_jax.data import cache, decode
+from resnet_jax.data.cifar import tfds_source
+from resnet_jax.data.cifar.folder import load_image_archive
+from resnet_jax.data.cifar.subsets import stratified_choice
 from resnet_jax.data.origin import DataOrigin
-from resnet_jax.data.subsets import stratified_choice
 from resnet_jax.faults import damage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,8 +236,9 @@ def test_decoding_in_worker_processes_matches_decoding_here(archive, tmp_path, m
 def test_a_script_that_breaks_the_worker_processes_still_loads(archive, cache_dir):
   # Worker processes re-run the main script; one read from stdin cannot be re-run.
   script = textwrap.dedent(f"""
-      from resnet_jax.data import decode, tfds_source
-      from resnet_jax.data.folder import load_image_archive
+      from resnet_jax.data import decode
+      from resnet_jax.data.cifar import tfds_source
+      from resnet_jax.data.cifar.folder import load_image_archive
       decode.CHUNK_SIZE, decode.POOL_MIN_IMAGES = 4, 8
       splits = load_image_archive({str(archive)!r}, {str(cache_dir)!r}, num_workers=2)
       print(splits.train_images.shape)

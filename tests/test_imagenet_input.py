@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnet_jax.data import DataError, imagenet, imagenet_stats, imagenet_workers
-from resnet_jax.data.fake_images import CLASSES, encoded, smooth_image
-from resnet_jax.data.fake_images import write_ilsvrc_tree as make_tree
-from resnet_jax.data.imagenet_augment import PCA_EIGENVECTORS, random_window, resized_size
-from resnet_jax.data.imagenet_decode import decoded, opened, resized_window
-from resnet_jax.data.imagenet_eval import bucket_shape, images_per_batch, ten_crops
-from resnet_jax.data.imagenet_pipeline import prefetched
+from resnet_jax.data import DataError, imagenet
+from resnet_jax.data.imagenet import stats, workers
+from resnet_jax.data.imagenet.augment import PCA_EIGENVECTORS, random_window, resized_size
+from resnet_jax.data.imagenet.decode import decoded, opened, resized_window
+from resnet_jax.data.imagenet.fake_images import CLASSES, encoded, smooth_image
+from resnet_jax.data.imagenet.fake_images import write_ilsvrc_tree as make_tree
+from resnet_jax.data.imagenet.pipeline import prefetched
+from resnet_jax.data.imagenet.views import bucket_shape, images_per_batch, ten_crops
 from resnet_jax.faults.runs import child_pids
 
 # Small crops keep the tests fast; the defaults are the paper's 224 / [256, 480] / 256.
@@ -196,14 +197,14 @@ def test_mean_is_cached_outside_the_data_and_reused(folder, monkeypatch, tree):
   data = imagenet.open_streamed(folder)
   assert [entry.name[:5] for entry in os.scandir(folder['cache_dir'])] == ['mean-']
   # The mean of the center views of the 12 train images.
-  views = [imagenet_stats._center_view(data.sources.train, 8, 10, False, i)['image']
+  views = [stats._center_view(data.sources.train, 8, 10, False, i)['image']
            for i in range(12)]
   np.testing.assert_allclose(data.mean, np.mean(views, 0), rtol=1e-5)
 
   def fail(*args):
     raise AssertionError('the mean should come from the cache')
 
-  monkeypatch.setattr(imagenet_stats, '_center_view', fail)
+  monkeypatch.setattr(stats, '_center_view', fail)
   np.testing.assert_array_equal(imagenet.open_streamed(folder).mean, data.mean)
   with pytest.raises(DataError, match='is in the data directory'):
     imagenet.open_streamed(folder | dict(cache_dir=str(tree / 'cache')))
@@ -468,7 +469,7 @@ def test_grain_workers_ignore_the_stop_signals_of_their_process_group():
   def signal_the_workers():  # The group but this process, which the test runner shares.
     while not done.is_set():
       for pid in child_pids(os.getpid()):
-        for signum in imagenet_workers.STOP_SIGNALS:
+        for signum in workers.STOP_SIGNALS:
           with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
             sent.append(pid)
@@ -479,8 +480,8 @@ def test_grain_workers_ignore_the_stop_signals_of_their_process_group():
   try:
     iterator = prefetched(batches, num_workers=2)
     values = [int(value) for batch in iterator for value in batch['x'][:, 0, 0, 0]]
-    segments = list(imagenet_workers.SHARED_MEMORY.glob(
-        f'{imagenet_workers.SEGMENT_PREFIX}{imagenet_workers.this_run_id()}_*'))
+    segments = list(workers.SHARED_MEMORY.glob(
+        f'{workers.SEGMENT_PREFIX}{workers.this_run_id()}_*'))
     iterator.close()
   finally:
     done.set()
@@ -488,19 +489,19 @@ def test_grain_workers_ignore_the_stop_signals_of_their_process_group():
   assert values == list(range(48))
   assert len(set(sent)) >= 2, 'the workers were never signalled'
   assert segments == [] or all(not path.exists() for path in segments)
-  assert not list(imagenet_workers.SHARED_MEMORY.glob(
-      f'{imagenet_workers.SEGMENT_PREFIX}{imagenet_workers.this_run_id()}_*'))
+  assert not list(workers.SHARED_MEMORY.glob(
+      f'{workers.SEGMENT_PREFIX}{workers.this_run_id()}_*'))
 
 
 def test_only_the_shared_memory_of_dead_runs_is_freed(tmp_path):
-  live = imagenet_workers.this_run_id()
+  live = workers.this_run_id()
   pid, ticks = live.split('_')
-  names = {'live': f'{imagenet_workers.SEGMENT_PREFIX}{live}_0a',
-           'pid reused': f'{imagenet_workers.SEGMENT_PREFIX}{pid}_{int(ticks) + 1}_0b',
-           'gone': f'{imagenet_workers.SEGMENT_PREFIX}{2**22 + 1}_5_0c',
+  names = {'live': f'{workers.SEGMENT_PREFIX}{live}_0a',
+           'pid reused': f'{workers.SEGMENT_PREFIX}{pid}_{int(ticks) + 1}_0b',
+           'gone': f'{workers.SEGMENT_PREFIX}{2**22 + 1}_5_0c',
            "another program's": 'psm_0d'}
   for name in names.values():
     (tmp_path / name).write_bytes(b'0' * 64)
-  assert imagenet_workers.free_segments_of_dead_runs(tmp_path) == 2
+  assert workers.free_segments_of_dead_runs(tmp_path) == 2
   assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
       [names['live'], names["another program's"]])

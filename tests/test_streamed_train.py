@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 import imagenet
-from resnet_jax import errors, sharding, stream_eval, stream_feed, train
-from resnet_jax.data import fake_images, imagenet_workers
+from resnet_jax import errors, sharding, train
+from resnet_jax.data.imagenet import fake_images, workers
 from resnet_jax.faults.runs import (REPO, Running, assert_same_training, child_pids,
                                     compilation_cache_env, final_state,
                                     kill_after_save, metric_records, run_main, run_processes,
                                     signal_group_when, start_main)
+from resnet_jax.feeds import streamed, streamed_eval
 
 STEPS = 6
 EVAL_EVERY = 4
@@ -112,8 +113,8 @@ def test_ten_crop_scores_are_the_average_of_the_ten_single_crop_scores(tmp_path)
   config.data.update(source='folder', path=str(tree), cache_dir=str(tmp_path / 'cache'))
   setup = train.build(config)
   source, state = setup.feed.source, train.initial_state(setup)[0]
-  scorer = stream_eval.make_scorer(setup.model, source.mean, source.std)
-  scores, labels = stream_eval.image_scores(scorer, setup.mesh, source, '10crop', 4, state)
+  scorer = streamed_eval.make_scorer(setup.model, source.mean, source.std)
+  scores, labels = streamed_eval.image_scores(scorer, setup.mesh, source, '10crop', 4, state)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   single_crop_scores = np.zeros_like(scores)
   for batch in source.eval_iterator('10crop', 4, 0, 1):
@@ -180,8 +181,8 @@ def _workers_starting(running: Running, after: str):
 
 
 def _segments_of(pid: int) -> list[str]:
-  return [path.name for path in imagenet_workers.SHARED_MEMORY.glob(
-      f'{imagenet_workers.SEGMENT_PREFIX}{pid}_*')]
+  return [path.name for path in workers.SHARED_MEMORY.glob(
+      f'{workers.SEGMENT_PREFIX}{pid}_*')]
 
 
 MOMENTS = {  # (signal, moment) as the crash test found them.
@@ -259,11 +260,11 @@ def test_a_resumed_run_logs_the_unreadable_files_skipped_before_its_checkpoint(t
   config.data.update(source='folder', path=str(tree), cache_dir=str(tmp_path / 'cache'),
                      skip_unreadable=True)
   mesh = sharding.make_mesh(config.mesh.to_dict())
-  uninterrupted = stream_feed.StreamFeed(config, mesh)
+  uninterrupted = streamed.StreamFeed(config, mesh)
   for _ in range(2):
     uninterrupted.train_inputs()
   saved = json.loads(json.dumps(uninterrupted.data_state()))  # As the checkpoint holds it.
-  resumed = stream_feed.StreamFeed(config, mesh)
+  resumed = streamed.StreamFeed(config, mesh)
   resumed.restore_data_state(saved)
   for feed in (uninterrupted, resumed):
     feed.train_inputs()

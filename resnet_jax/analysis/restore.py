@@ -8,7 +8,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from resnet_jax import checkpoints, data, train
-from resnet_jax.data import augment
+from resnet_jax.data.cifar import augment
 from resnet_jax.run_record import read_config
 
 CHECKPOINT_DIR = 'checkpoints'  # Where resnet_jax.checkpoints.Checkpoints saves in a workdir.

@@ -32,14 +32,16 @@ import PIL
 from PIL import Image
 
 from resnet_jax.bench.progress import say
-from resnet_jax.data import augment, imagenet, imagenet_decode, imagenet_pipeline
+from resnet_jax.data import imagenet
 from resnet_jax.data.arrays import ArraySplits
+from resnet_jax.data.cifar import augment
+from resnet_jax.data.cifar.folder import (archive_files, folder_files, load_image_archive,
+                                          load_image_folder)
 from resnet_jax.data.decode import default_num_workers
-from resnet_jax.data.fake_images import encoded, smooth_image, write_ilsvrc_tree
-from resnet_jax.data.folder import (archive_files, folder_files, load_image_archive,
-                                    load_image_folder)
 from resnet_jax.data.image_tree import select_images
-from resnet_jax.data.imagenet_augment import resized_size
+from resnet_jax.data.imagenet import decode, pipeline
+from resnet_jax.data.imagenet.augment import resized_size
+from resnet_jax.data.imagenet.fake_images import encoded, smooth_image, write_ilsvrc_tree
 from resnet_jax.data.synthetic import class_colors, synthetic_images
 
 REAL_ARCHIVE = Path(__file__).resolve().parents[2].parent / 'shared/data/cifar10-jpeg.tar.gz'
@@ -126,7 +128,7 @@ def measure_imagenet(num_images: int, worker_counts: list[int],
                 normalization='per_channel', num_workers=0)
   in_process = imagenet.open_streamed(config)
   split = in_process.sources.train
-  transform = functools.partial(imagenet_pipeline.train_example, split, 224, (256, 480), 0.1,
+  transform = functools.partial(pipeline.train_example, split, 224, (256, 480), 0.1,
                                 False)
   started = time.process_time()
   for index in range(len(split)):
@@ -137,7 +139,7 @@ def measure_imagenet(num_images: int, worker_counts: list[int],
   for workers in sorted({0, *worker_counts}):
     data = imagenet.open_streamed(config | dict(num_workers=workers))
     where = (f'{workers} worker process{"es" * (workers > 1)}' if workers else
-             f'in process, {imagenet_pipeline.READ_THREADS} threads')
+             f'in process, {pipeline.READ_THREADS} threads')
     iterator = data.train_iterator(0, IMAGENET_BATCH, 0, 1)
     next(iterator)  # Starts the workers.
     rows.append(_said(_time_batches(f'train batches, {where}', iterator,
@@ -145,7 +147,7 @@ def measure_imagenet(num_images: int, worker_counts: list[int],
   # Batches of 8, so that the few val images keep every thread busy; a few passes.
   passes = itertools.chain.from_iterable(in_process.eval_iterator('center', 8, 0, 1)
                                          for _ in range(TIMED_EPOCHS))
-  rows.append(_time_batches(f'eval center view, in process, {imagenet_pipeline.READ_THREADS} '
+  rows.append(_time_batches(f'eval center view, in process, {pipeline.READ_THREADS} '
                             f'threads', passes, TIMED_EPOCHS * in_process.num_eval))
   return rows, one_core.images_per_second
 
@@ -161,9 +163,9 @@ def draft_mode_effect(num_images: int) -> str:
     views = {}
     for name, least_size in (('draft', size), ('full', DRAFT_SIZE)):
       started = time.process_time()
-      with imagenet_decode.opened(image, 'generated') as handle:
-        rgb = imagenet_decode.decoded(handle, 'generated', least_size)
-        views[name] = imagenet_decode.resized_window(rgb, DRAFT_SIZE, (0, 0, *DRAFT_SIZE), size)
+      with decode.opened(image, 'generated') as handle:
+        rgb = decode.decoded(handle, 'generated', least_size)
+        views[name] = decode.resized_window(rgb, DRAFT_SIZE, (0, 0, *DRAFT_SIZE), size)
       seconds[name] += time.process_time() - started
     differences.append(np.abs(views['draft'].astype(int) - views['full']).ravel())
   difference = np.concatenate(differences)

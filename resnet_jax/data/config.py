@@ -1,5 +1,8 @@
-"""Checks a data config against its defaults: unknown keys are errors, missing keys default."""
+"""Checks a data config: against its defaults (unknown keys are errors, missing keys
+default), and its paths (data.path exists, data.cache_dir is outside the data)."""
 import difflib
+import os
+from pathlib import Path
 from typing import Any
 
 import ml_collections
@@ -34,3 +37,24 @@ def positive_int(value: Any, name: str) -> int:
   if isinstance(value, bool) or not hasattr(value, '__index__') or value < 1:
     raise DataError(f'{name} must be a positive integer, got {value!r}.')
   return int(value)
+
+
+def existing_path(path: str | os.PathLike | None, source: str, what: str) -> Path:
+  """data.path resolved; an error saying it must be `what` if it is unset or missing."""
+  if not path:
+    raise DataError(f"data.source='{source}' needs data.path: set it to {what}.")
+  resolved = Path(path).expanduser().resolve()
+  if not resolved.exists():
+    raise DataError(f'data.path {str(path)!r} does not exist (resolved to {resolved}); set '
+                    f'data.path to {what}.')
+  return resolved
+
+
+def cache_dir_outside(cache_dir: str | os.PathLike, data_dir: Path, nested: bool) -> Path:
+  """cache_dir resolved; an error if it is `data_dir` or, when `nested`, inside it."""
+  cache_root = Path(cache_dir).expanduser().resolve()
+  if cache_root == data_dir or (nested and data_dir in cache_root.parents):
+    raise DataError(f'data.cache_dir {cache_root} is in the data directory {data_dir}, '
+                    f'which this loader never writes to; set data.cache_dir elsewhere, e.g. '
+                    f'~/.cache/resnet_jax.')
+  return cache_root

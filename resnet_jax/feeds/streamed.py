@@ -1,5 +1,5 @@
 """The streamed input of the ImageNet nets: each process loads its share of every global
-batch on the host (data/imagenet.py), the batch is assembled on the mesh, and normalized
+batch on the host (data/imagenet/), the batch is assembled on the mesh, and normalized
 and color-shifted on the device. The iterator's position goes into every checkpoint, so a
 resumed run reads exactly the batches an uninterrupted one reads."""
 import jax

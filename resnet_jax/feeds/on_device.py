@@ -1,12 +1,13 @@
 """The on-device input of the CIFAR nets: a whole data set placed on the accelerator once,
-batches gathered, augmented and normalized inside the jitted step (data/augment.py)."""
+batches gathered, augmented and normalized inside the jitted step (data/cifar/augment.py)."""
 import flax
 import jax
 import ml_collections
 import numpy as np
 
 from resnet_jax import data, sharding
-from resnet_jax.data import ArraySplits, augment
+from resnet_jax.data import ArraySplits
+from resnet_jax.data.cifar import augment
 from resnet_jax.errors import ConfigError
 
 

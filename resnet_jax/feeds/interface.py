@@ -1,6 +1,6 @@
 """The one input interface the trainer sees, and the choice between its two kinds:
-CIFAR-scale data sets held whole on the devices (device_data.py), and ImageNet streamed
-from the hosts (stream_feed.py)."""
+CIFAR-scale data sets held whole on the devices (feeds/on_device.py), and ImageNet streamed
+from the hosts (feeds/streamed.py)."""
 from typing import Any, Protocol
 
 import jax
@@ -39,7 +39,7 @@ def open_feed(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Fee
   """The input of `config.model`: the nets of Section 4.2 train on CIFAR-scale data sets held
   on the devices; the ImageNet nets of Table 1 on images streamed from the hosts."""
   if models.parse(config.model).dataset == 'imagenet':
-    from resnet_jax import stream_feed  # Imports grain.
-    return stream_feed.StreamFeed(config, mesh)
-  from resnet_jax import device_data
-  return device_data.OnDeviceFeed(config, mesh)
+    from resnet_jax.feeds import streamed  # Imports grain.
+    return streamed.StreamFeed(config, mesh)
+  from resnet_jax.feeds import on_device
+  return on_device.OnDeviceFeed(config, mesh)

@@ -19,11 +19,11 @@ from typing import Protocol
 
 import numpy as np
 
-from resnet_jax.data.config import positive_int
+from resnet_jax.data.config import (cache_dir_outside, existing_path,
+                                    positive_int)
 from resnet_jax.data.errors import DataError
-from resnet_jax.data.folder import _cache_root, _existing
 from resnet_jax.data.image_tree import IMAGE_SUFFIXES
-from resnet_jax.data.imagenet_decode import unreadable
+from resnet_jax.data.imagenet.decode import unreadable
 from resnet_jax.data.synthetic import class_colors, image_height_width, synthetic_images
 from resnet_jax.errors import MissingPackageError
 
@@ -85,8 +85,8 @@ class FolderSplit:
 
 
 def _folder_sources(config) -> Sources:
-  root = _existing(config.path, 'folder', FOLDER_LAYOUT)
-  _cache_root(config.cache_dir, root, nested=True)  # Refuses a cache_dir inside the data.
+  root = existing_path(config.path, 'folder', FOLDER_LAYOUT)
+  cache_dir_outside(config.cache_dir, root, nested=True)  # Refuses a cache_dir inside the data.
   split_dirs = {split: root / folder for split, folder in _FOLDER_SPLITS.items()}
   missing = [f'{folder}/' for split, folder in _FOLDER_SPLITS.items()
              if not split_dirs[split].is_dir()]

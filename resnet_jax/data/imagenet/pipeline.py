@@ -22,12 +22,12 @@ import grain
 import numpy as np
 from absl import flags
 
-from resnet_jax.data import imagenet_workers
 from resnet_jax.data.errors import DataError
-from resnet_jax.data.imagenet_augment import train_view
-from resnet_jax.data.imagenet_decode import UnreadableImage
-from resnet_jax.data.imagenet_eval import PADDING, eval_view
-from resnet_jax.data.imagenet_sources import Split
+from resnet_jax.data.imagenet import workers
+from resnet_jax.data.imagenet.augment import train_view
+from resnet_jax.data.imagenet.decode import UnreadableImage
+from resnet_jax.data.imagenet.sources import Split
+from resnet_jax.data.imagenet.views import PADDING, eval_view
 
 # Threads per process: Pillow releases the GIL while it decodes and resizes, so threads
 # overlap file reads and decoding even within one worker process.
@@ -82,7 +82,7 @@ def train_batches(split: Split, seed: int, global_batch_size: int, process_index
 def eval_batches(split: Split, rows: np.ndarray, per_host_batch: int, num_workers: int,
                  mode: str, resize_size: int,
                  skip_unreadable: bool) -> Iterator[dict[str, np.ndarray]]:
-  """One pass of eval batches of `rows` (imagenet_eval.eval_rows), in order."""
+  """One pass of eval batches of `rows` (views.eval_rows), in order."""
   examples = grain.MapDataset.source(rows).map(
       functools.partial(_eval_example, split, mode, resize_size, skip_unreadable))
   return closing_when_done(prefetched(examples.batch(per_host_batch), num_workers))
@@ -97,7 +97,7 @@ def closing_when_done(iterator) -> Iterator[dict[str, np.ndarray]]:
 def prefetched(batches: grain.MapDataset, num_workers: int) -> Iterator[dict[str, np.ndarray]]:
   """An iterator of `batches`, computed ahead by `num_workers` processes (0: this one) with
   READ_THREADS threads each; close() stops them. The workers ignore the stop signals sent to
-  the process group and free their shared memory (imagenet_workers)."""
+  the process group and free their shared memory (workers.py)."""
   if num_workers and not flags.FLAGS.is_parsed():
     # grain reads its absl flags when it starts workers, and fails unless they were parsed
     # (absl.app does that; a notebook or pytest does not): take their defaults.
@@ -106,9 +106,9 @@ def prefetched(batches: grain.MapDataset, num_workers: int) -> Iterator[dict[str
       grain.ReadOptions(num_threads=READ_THREADS, prefetch_buffer_size=READ_THREADS))
   if not num_workers:
     return iter(batches)
-  tag = imagenet_workers.iterator_tag()
-  init = functools.partial(imagenet_workers.worker_init, tag)
-  with imagenet_workers.stop_signals_held():
+  tag = workers.iterator_tag()
+  init = functools.partial(workers.worker_init, tag)
+  with workers.stop_signals_held():
     return _WorkerIterator(iter(batches.mp_prefetch(
         grain.MultiprocessingOptions(num_workers=num_workers), worker_init_fn=init)), tag)
 
@@ -116,7 +116,7 @@ def prefetched(batches: grain.MapDataset, num_workers: int) -> Iterator[dict[str
 class _WorkerIterator:
   """A grain iterator fed by worker processes, whose every call holds the stop signals: grain
   starts a worker from threads it starts in such calls, which inherit the held mask
-  (imagenet_workers)."""
+  (workers.py)."""
 
   def __init__(self, iterator: grain.DatasetIterator, tag: str | None):
     self._iterator, self._tag = iterator, tag
@@ -125,12 +125,12 @@ class _WorkerIterator:
     return self
 
   def __next__(self):
-    with imagenet_workers.stop_signals_held():
+    with workers.stop_signals_held():
       return next(self._iterator)
 
   def close(self) -> None:
     self._iterator.close()  # Stops the workers.
-    imagenet_workers.free_segments(self._tag)
+    workers.free_segments(self._tag)
 
 
 class ResumableBatches:

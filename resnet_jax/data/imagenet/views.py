@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from resnet_jax.data import imagenet_decode
-from resnet_jax.data.imagenet_augment import resized_size
+from resnet_jax.data.imagenet import decode
+from resnet_jax.data.imagenet.augment import resized_size
 
 MODES = ('center', '10crop', 'multiscale')
 # Longer / shorter side of the multi-scale buckets; ImageNet photos are mostly 4:3 and 3:2.
@@ -25,12 +25,12 @@ def eval_view(mode: str, image: bytes | np.ndarray, name: str, shape: tuple[int,
               resize_size: int) -> np.ndarray:
   """uint8 [V, height, width, 3]: the views of `mode`; `shape` is (height, width) of one
   view: the crop (center, 10crop) or the bucket's shape (multiscale)."""
-  with imagenet_decode.opened(image, name) as handle:
+  with decode.opened(image, name) as handle:
     original_size = handle.size
     # 10-crop and center: "the standard 10-crop testing" of the image resized to 256 (3.4).
     size = shape[::-1] if mode == 'multiscale' else resized_size(original_size, resize_size)
-    rgb = imagenet_decode.decoded(handle, name, size)
-    resized = imagenet_decode.resized_window(rgb, original_size, (0, 0, *original_size), size)
+    rgb = decode.decoded(handle, name, size)
+    resized = decode.resized_window(rgb, original_size, (0, 0, *original_size), size)
   if mode == 'multiscale':
     return resized[None]
   crops = ten_crops(resized, shape[0])

@@ -3,7 +3,7 @@ random crop, a horizontal flip and the PCA color augmentation of Krizhevsky et a
 drawn from a per-example numpy Generator."""
 import numpy as np
 
-from resnet_jax.data import imagenet_decode
+from resnet_jax.data.imagenet import decode
 
 # ImageNet's RGB eigenvalues and eigenvectors (columns) for pixels on the 0-1 scale, as
 # published with Krizhevsky et al.'s lighting noise and used by fb.resnet.torch.
@@ -38,11 +38,11 @@ def train_view(image: bytes | np.ndarray, name: str, rng: np.random.Generator, c
                resize_range: tuple[int, int], lighting_std: float
                ) -> tuple[np.ndarray, np.ndarray]:
   """(uint8 [crop, crop, 3] image, float32 [3] color shift on the 0-255 scale)."""
-  with imagenet_decode.opened(image, name) as handle:
+  with decode.opened(image, name) as handle:
     original_size = handle.size  # Before decoded() reduces it in draft mode.
     box, resized, flip = random_window(original_size, rng, crop, resize_range)
-    rgb = imagenet_decode.decoded(handle, name, resized)
-    view = imagenet_decode.resized_window(rgb, original_size, box, (crop, crop))
+    rgb = decode.decoded(handle, name, resized)
+    view = decode.resized_window(rgb, original_size, box, (crop, crop))
   return (view[:, ::-1] if flip else view), color_shift(rng, lighting_std)
 
 

@@ -3,18 +3,18 @@ whose iterators yield this host's uint8 batches, decoded and augmented in grain 
 processes, and normalize_on_device finishes the paper's preprocessing inside jit.
 
 Sources: TFDS `imagenet2012` (ArrayRecord, read without TensorFlow), an ILSVRC folder
-(train/<wnid>/*, val/<wnid>/*), or synthetic images; see imagenet_sources. Train
+(train/<wnid>/*, val/<wnid>/*), or synthetic images; see sources.py. Train
 augmentation (Section 3.4): shorter side random in [256, 480], a random 224x224 crop, a
 horizontal flip, per-pixel mean subtraction and the PCA color augmentation of Krizhevsky et
-al. Eval: center crop, 10-crop, or multi-scale whole images (imagenet_eval).
+al. Eval: center crop, 10-crop, or multi-scale whole images (views.py).
 Named variant: normalization='per_channel' with color_augmentation=0 is the common recipe of
 later work (per-channel mean and std, no color augmentation).
 
 Choices the paper leaves open: the per-pixel mean is that of the train images' center crops
 at shorter side eval_resize_size; the PCA lighting uses the published ImageNet eigenvalues
 and eigenvectors rather than ones recomputed here; resizing is Pillow's antialiased bilinear,
-after libjpeg's DCT shrink for JPEGs at least twice the size needed (imagenet_decode).
-Deviation: multi-scale testing batches images in aspect-ratio buckets (imagenet_eval).
+after libjpeg's DCT shrink for JPEGs at least twice the size needed (decode.py).
+Deviation: multi-scale testing batches images in aspect-ratio buckets (views.py).
 """
 import dataclasses
 
@@ -23,13 +23,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from resnet_jax.data import imagenet_stats, imagenet_workers
 from resnet_jax.data.config import positive_int, with_defaults
 from resnet_jax.data.decode import default_num_workers
 from resnet_jax.data.errors import DataError
-from resnet_jax.data.imagenet_eval import MODES, eval_rows
-from resnet_jax.data.imagenet_pipeline import eval_batches, train_batches
-from resnet_jax.data.imagenet_sources import EVAL, Sources, open_sources
+from resnet_jax.data.imagenet import stats, workers
+from resnet_jax.data.imagenet.pipeline import eval_batches, train_batches
+from resnet_jax.data.imagenet.sources import EVAL, Sources, open_sources
+from resnet_jax.data.imagenet.views import MODES, eval_rows
 from resnet_jax.data.origin import DataOrigin
 
 SOURCES = ('tfds', 'folder', 'synthetic')
@@ -124,7 +124,7 @@ class StreamedData:
       raise DataError(f'Unknown eval mode {mode!r}; use one of {list(MODES)}.')
     per_host = per_host_batch_size(global_batch_size, process_index, process_count)
     config = self.config
-    sizes = (imagenet_stats.eval_image_sizes(self.sources, config) if mode == 'multiscale'
+    sizes = (stats.eval_image_sizes(self.sources, config) if mode == 'multiscale'
              else None)
     rows = eval_rows(mode, sizes, self.num_eval, config.crop_size, tuple(config.eval_scales),
                      global_batch_size, process_index, process_count)
@@ -137,10 +137,10 @@ def open_streamed(data_config) -> StreamedData:
   loads or computes (once, cached under cache_dir) the normalization statistics; first frees
   the shared memory that killed runs' workers left."""
   config = _checked(data_config)
-  imagenet_workers.free_segments_of_dead_runs()
+  workers.free_segments_of_dead_runs()
   sources = open_sources(config)
   if config.normalization == 'per_pixel':
-    mean, std = imagenet_stats.per_pixel_mean(sources, config), np.ones(3, np.float32)
+    mean, std = stats.per_pixel_mean(sources, config), np.ones(3, np.float32)
   else:
     mean, std = MEAN_RGB.reshape(1, 1, 3), STDDEV_RGB
   return StreamedData(config, sources, mean, std)

@@ -10,10 +10,10 @@ import grain
 import numpy as np
 
 from resnet_jax.data import cache
-from resnet_jax.data.imagenet_decode import UnreadableImage, image_size
-from resnet_jax.data.imagenet_eval import eval_view
-from resnet_jax.data.imagenet_pipeline import closing_when_done, prefetched
-from resnet_jax.data.imagenet_sources import Sources, Split
+from resnet_jax.data.imagenet.decode import UnreadableImage, image_size
+from resnet_jax.data.imagenet.pipeline import closing_when_done, prefetched
+from resnet_jax.data.imagenet.sources import Sources, Split
+from resnet_jax.data.imagenet.views import eval_view
 
 MEAN_SAMPLE_SEED = 0  # The same sample of train images for every run on a data set.
 _BATCH = 64

@@ -16,6 +16,7 @@ import numpy as np
 
 from resnet_jax.data import cache
 from resnet_jax.data.arrays import ArraySplits
+from resnet_jax.data.config import cache_dir_outside, existing_path
 from resnet_jax.data.decode import decode_images
 from resnet_jax.data.errors import DataError
 from resnet_jax.data.image_tree import build_splits, select_images
@@ -33,11 +34,11 @@ NamedFiles = Iterator[tuple[str, Callable[[], bytes]]]
 def load_image_folder(path: str | os.PathLike, cache_dir: str | os.PathLike,
                       num_workers: int | None = None) -> ArraySplits:
   """The images under `path`, a class-folder tree, decoded or read from the cache."""
-  root = _existing(path, 'folder', _FOLDER)
+  root = existing_path(path, 'folder', _FOLDER)
   if not root.is_dir():
     raise DataError(f'data.path {root} is a file, not a folder; for a .tar or .tar.gz archive '
                     f"set data.source='archive'.")
-  cache_root = _cache_root(cache_dir, root, nested=True)
+  cache_root = cache_dir_outside(cache_dir, root, nested=True)
   return _load_cached(root, cache_root, lambda: folder_files(root), num_workers)
 
 
@@ -45,13 +46,13 @@ def load_image_archive(path: str | os.PathLike, cache_dir: str | os.PathLike,
                        num_workers: int | None = None) -> ArraySplits:
   """The images of `path`, a tar archive of a class-folder tree (read in one streaming
   pass), decoded or read from the cache."""
-  archive = _existing(path, 'archive', _ARCHIVE)
+  archive = existing_path(path, 'archive', _ARCHIVE)
   if archive.is_dir():
     raise DataError(f"data.path {archive} is a folder; set data.source='folder' to read a "
                     f"folder, or point data.path at {_ARCHIVE}.")
   if not tarfile.is_tarfile(archive) and not _is_gzip(archive):  # A .gz is read to say more.
     raise DataError(f'{archive} is not a tar archive; data.path must be {_ARCHIVE}.')
-  cache_root = _cache_root(cache_dir, archive.parent, nested=False)
+  cache_root = cache_dir_outside(cache_dir, archive.parent, nested=False)
   return _load_cached(archive, cache_root, lambda: archive_files(archive), num_workers)
 
 
@@ -82,26 +83,6 @@ def _load_cached(source: Path, cache_root: Path, list_files: Callable[[], NamedF
 def _decode(source: Path, list_files: Callable[[], NamedFiles],
             num_workers: int | None) -> tuple[list[str], np.ndarray]:
   return decode_images(select_images(list_files(), str(source)), str(source), num_workers)
-
-
-def _existing(path: str | os.PathLike | None, source: str, what: str) -> Path:
-  if not path:
-    raise DataError(f"data.source='{source}' needs data.path: set it to {what}.")
-  resolved = Path(path).expanduser().resolve()
-  if not resolved.exists():
-    raise DataError(f'data.path {str(path)!r} does not exist (resolved to {resolved}); set '
-                    f'data.path to {what}.')
-  return resolved
-
-
-def _cache_root(cache_dir: str | os.PathLike, data_dir: Path, nested: bool) -> Path:
-  """cache_dir resolved; an error if it is `data_dir` or, when `nested`, inside it."""
-  cache_root = Path(cache_dir).expanduser().resolve()
-  if cache_root == data_dir or (nested and data_dir in cache_root.parents):
-    raise DataError(f'data.cache_dir {cache_root} is in the data directory {data_dir}, '
-                    f'which this loader never writes to; set data.cache_dir elsewhere, e.g. '
-                    f'~/.cache/resnet_jax.')
-  return cache_root
 
 
 def folder_files(root: Path) -> NamedFiles:
