@@ -281,6 +281,8 @@ def test_evaluate_stops_cleanly_on_a_group_sigterm_as_its_workers_start(streamed
   assert signal_group_when(running, signal.SIGTERM, _workers_starting(running, 'Resumed'))
   stopped = running.finish()
   assert stopped.returncode == errors.Terminated.exit_code, stopped.tail()
-  assert 'Traceback' not in stopped.output and 'leaked' not in stopped.output, stopped.output
+  assert 'Traceback' not in stopped.output, stopped.output
+  # What /dev/shm holds is the truth: the resource tracker may still count a segment whose
+  # unlink the signal cut between removing the file and unregistering it, and warn at exit.
   assert not _segments_of(running.process.pid)
   assert not (streamed_run / 'eval_10crop.json').exists()
