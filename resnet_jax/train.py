@@ -24,7 +24,8 @@ from flax import linen as nn
 from jax import lax
 from jax.experimental import multihost_utils
 
-from resnet_jax import checkpoints, config_checks, console, feeds, models, optim, replicas, run_record, sharding, time_budget, workdir_lock
+from resnet_jax import (checkpoints, config_checks, console, feeds, models, optim, replicas,
+                        run_record, sharding, time_budget, workdir_lock)
 from resnet_jax.data.cifar import augment
 from resnet_jax.data.errors import DataError
 from resnet_jax.errors import OutOfTime, Preempted

@@ -9,7 +9,8 @@ import ml_collections
 from resnet_jax.data.arrays import ArraySplits
 from resnet_jax.data.cifar.folder import load_image_archive, load_image_folder
 from resnet_jax.data.cifar.subsets import hold_out_validation, keep_train_fraction
-from resnet_jax.data.cifar.tfds_source import check_data_dir, is_prepared, load_tfds, ways_to_get_data
+from resnet_jax.data.cifar.tfds_source import (check_data_dir, is_prepared, load_tfds,
+                                               ways_to_get_data)
 from resnet_jax.data.config import with_defaults
 from resnet_jax.data.errors import DataError
 from resnet_jax.data.synthetic import synthetic_splits
