@@ -77,7 +77,7 @@ def _batch_size(requested: int, mode: str, config, mesh) -> int:
   100 in 10crop mode and 60 whole 640-px images in multiscale mode)."""
   data = config.data
   sized = views.images_per_batch(mode, config.eval_batch_size, data.crop_size,
-                                         tuple(data.eval_scales), mesh.shape[sharding.DATA_AXIS])
+                                 tuple(data.eval_scales), mesh.shape[sharding.DATA_AXIS])
   if requested:
     if requested > sized:
       logging.warning('eval.batch_size=%d holds %.1fx the pixels of the run\'s eval_batch_size '

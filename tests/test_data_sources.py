@@ -395,7 +395,7 @@ def test_tfds_finds_the_modules_it_imports_lazily_for_a_download():
 
 
 def test_auto_source_reads_the_archive_when_tfds_has_no_prepared_copy(archive, tree, tmp_path,
-                                                                       cache_dir, monkeypatch):
+                                                                      cache_dir, monkeypatch):
   pytest.importorskip('tensorflow_datasets')
   pretend_offline(monkeypatch)
   (tmp_path / 'tfds').mkdir()

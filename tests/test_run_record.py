@@ -54,7 +54,7 @@ def test_a_run_records_and_prints_the_data_it_read(finished_run, noise_archive):
 
 
 def test_a_resume_that_changes_the_training_is_refused_and_changes_nothing(finished_run,
-                                                                         data_flags):
+                                                                           data_flags):
   workdir, _ = finished_run
   before = damage.file_digests(workdir)
   refused = _finish(workdir, *data_flags, '--config.optimizer.learning_rate=0.5',

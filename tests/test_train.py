@@ -46,8 +46,8 @@ def smoke_run(tmp_path_factory):
   """The smoke config end to end, as a user runs it."""
   workdir = tmp_path_factory.mktemp('smoke')
   run_keeping_console(workdir, '--config.log_every_steps=10', '--config.eval_every_steps=30',
-           '--config.checkpoint_every_steps=30', '--config.batch_size=32',
-           '--config.optimizer.learning_rate=0.1')
+                      '--config.checkpoint_every_steps=30', '--config.batch_size=32',
+                      '--config.optimizer.learning_rate=0.1')
   return workdir
 
 
