@@ -36,6 +36,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check_batches_divide(config)
 
 
+def warn(config: ml_collections.ConfigDict) -> None:
+  """Logs what a valid `config` may not mean to do (fine for a short trial of a recipe)."""
+  boundaries = tuple(config.optimizer.lr_boundaries)
+  if boundaries and boundaries[-1] >= config.num_train_steps:
+    logging.warning('optimizer.lr_boundaries=%s reaches past the last step (num_train_steps=%d):'
+                    ' the learning rate never drops there.', boundaries, config.num_train_steps)
+
+
 def checkpoint_bytes(abstract_state) -> int:
   """Bytes of one checkpoint of `abstract_state` (a pytree of shapes and dtypes)."""
   return sum(int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
@@ -120,9 +128,6 @@ def _check_schedule(optimizer: ml_collections.ConfigDict, num_train_steps: int) 
   if any(b <= 0 for b in boundaries) or boundaries != sorted(set(boundaries)):
     raise ConfigError(f'optimizer.lr_boundaries={tuple(boundaries)} must be positive steps in '
                       'increasing order, e.g. (32000, 48000).')
-  if boundaries and boundaries[-1] >= num_train_steps:  # Fine for a short trial of a recipe.
-    logging.warning('optimizer.lr_boundaries=%s reaches past the last step (num_train_steps=%d):'
-                    ' the learning rate never drops there.', tuple(boundaries), num_train_steps)
   if optimizer.warmup_steps < 0:
     raise ConfigError(f'optimizer.warmup_steps={optimizer.warmup_steps} must be 0 (no warm-up) '
                       'or a positive number of steps.')

@@ -64,6 +64,7 @@ class Setup:
 def build(config: ml_collections.ConfigDict) -> Setup:
   """Checks `config`, opens its input on the mesh and builds the model and optimizer."""
   config_checks.validate(config)
+  config_checks.warn(config)
   mesh = sharding.make_mesh(config.mesh.to_dict())
   feed = feeds.open_feed(config, mesh)
   model = build_model(config, feed.num_classes)

@@ -93,7 +93,8 @@ def test_bench_data_says_what_it_times_and_reports_each_step():
 @pytest.mark.slow  # Compiles resnet20: 85 s on 2 busy cores.
 def test_bench_train_on_a_cpu_says_what_it_times_and_reports_each_model():
   # No --models: on a CPU resnet20 alone (the paper's deeper nets compile for many minutes).
-  result = _bench('train', '--batch-size', '8', '--steps', '1', '--num-train', '8')
+  result = _bench('train', '--batch-size', '8', '--steps', '1', '--num-train', '8',
+                  '--num-eval', '8')
   assert result.returncode == 0, result.stderr
   announce, *progress = [line for line in result.stderr.splitlines() if line.startswith('[')]
   assert re.match(r'\[ *[\d.]+ min\] Timing resnet20, batch 8', announce), result.stderr

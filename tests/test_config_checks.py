@@ -81,6 +81,17 @@ def test_valid_configs_pass():
   config_checks.validate(cifar10.get_config('resnet110'))
 
 
+def test_a_schedule_past_the_last_step_is_warned_about_by_warn_alone(caplog):
+  config = _config(num_train_steps=10)
+  config.optimizer.lr_boundaries = (5, 20)
+  config_checks.validate(config)  # A run validates twice (before its workdir, then in build).
+  assert not caplog.records
+  config_checks.warn(config)
+  assert [record.getMessage() for record in caplog.records] == [
+      'optimizer.lr_boundaries=(5, 20) reaches past the last step (num_train_steps=10): the '
+      'learning rate never drops there.']
+
+
 def test_workdir_under_a_file_is_refused(tmp_path):
   (tmp_path / 'file').write_text('')
   with pytest.raises(errors.WorkdirError, match='Cannot write to --workdir=.*file/run'):

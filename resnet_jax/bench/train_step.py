@@ -388,7 +388,8 @@ def _jax_framework(setting: Setting) -> str:
   extras += ['scanned blocks'] if setting.scan_blocks else []
   if setting.num_replicas > 1:
     from resnet_jax import replicas
-    extras.append(f'{setting.num_replicas} replicas on {setting.mesh_replica} groups, '
+    groups = 'group' if setting.mesh_replica == 1 else 'groups'
+    extras.append(f'{setting.num_replicas} replicas on {setting.mesh_replica} {groups}, '
                   f'{replicas.batching(setting.replica_batching)}')
   return 'jax' + (f' ({", ".join(extras)})' if extras else '')
 
