@@ -10,6 +10,7 @@ import time
 
 import jax
 import ml_collections
+from absl import logging as absl_logging
 from clu import parameter_overview
 from etils import epath
 
@@ -28,10 +29,27 @@ _QUIET_WARNINGS = ('Given directory is read only', 'read_only=True, setting save
 
 
 def quiet_libraries() -> None:
-  """Keeps the libraries' INFO chatter and known harmless warnings off the console."""
+  """Keeps the libraries' INFO chatter and known harmless warnings off the console, and
+  absl's long line prefix (level, date, thread, source line) off every line."""
   logging.getLogger('absl').addFilter(_worth_showing)
+  absl_logging.get_absl_handler().setFormatter(ConsoleFormatter())
   logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
   _import_tensorflow_quietly()
+
+
+class ConsoleFormatter(logging.Formatter):
+  """A log line as a researcher reads it: the time, then the message; a warning or an error
+  says so first."""
+
+  LEVEL_WORDS = {logging.WARNING: 'Warning: ', logging.ERROR: 'Error: ',
+                 logging.CRITICAL: 'Error: '}
+
+  def __init__(self):
+    super().__init__('%(asctime)s %(level_word)s%(message)s', datefmt='%H:%M:%S')
+
+  def format(self, record: logging.LogRecord) -> str:
+    record.level_word = self.LEVEL_WORDS.get(record.levelno, '')
+    return super().format(record)
 
 
 def _import_tensorflow_quietly() -> None:

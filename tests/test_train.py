@@ -65,8 +65,9 @@ def test_smoke_run_loss_decreases_and_reports_train_and_test_error(smoke_run):
 def test_smoke_run_console_shows_the_running_train_loss_and_error(smoke_run):
   metrics = pd.read_json(smoke_run / 'metrics.jsonl', lines=True)
   train = metrics[metrics.split == 'train'].set_index('step')
-  lines = re.findall(r'step (\d+)/30: train loss ([\d.]+), error ([\d.]+)%; [\d.]+ steps/s, ETA',
-                     console_of(smoke_run).read_text())
+  # Each line starts with the time alone, not absl's prefix (I1202 ... 140098 console.py:183]).
+  lines = re.findall(r'^\d\d:\d\d:\d\d step (\d+)/30: train loss ([\d.]+), error ([\d.]+)%; '
+                     r'[\d.]+ steps/s, ETA', console_of(smoke_run).read_text(), re.MULTILINE)
   assert [int(step) for step, _, _ in lines] == [10, 20, 30]
   for step, loss, error in lines:  # The averages since the previous line, as in the metrics.
     assert float(loss) == pytest.approx(train.loss[int(step)], abs=1e-3)

@@ -190,7 +190,7 @@ def _require_resumed_at(checks: _Checks, log: Finished, step: int | None) -> Non
 def _warning_lines(log: Finished) -> list[str]:
   """The messages of absl's WARNING lines, found anywhere in a line: orbax's threads can
   print a traceback's pieces before a log record on the same line."""
-  return re.findall(r'\bW\d{4} [\d:.]+ +\d+ \S+\] (.*)', log.output)
+  return re.findall(r'\b\d\d:\d\d:\d\d Warning: (.*)', log.output)
 
 
 def _require_same_as_reference(checks: _Checks, lab: Lab, workdir: Path) -> None:
