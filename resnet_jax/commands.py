@@ -2,6 +2,7 @@
 run's processes (jax.distributed), a quiet console, and one exit status per way a run stops."""
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -19,6 +20,50 @@ flags.DEFINE_string('coordinator_address', None, 'HOST:PORT of process 0 (implie
 flags.DEFINE_integer('num_processes', None, 'Number of processes (with --coordinator_address).')
 flags.DEFINE_integer('process_id', None, 'This process (with --coordinator_address).')
 FLAGS = flags.FLAGS
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a mistake in --config reported in one line (exit status 2)."""
+  try:
+    remaining = FLAGS(argv)
+    FLAGS.config.keys()  # ml_collections defers an unreadable config file's error to here.
+    return remaining
+  except flags.Error as error:  # Includes errors raised in the config file's get_config.
+    problem = _missing_flag(str(error)) or _last_line(str(error))
+  except OSError as error:  # The config file cannot be read.
+    problem = f'cannot load {_config_arg(argv)}: {_last_line(str(error))}'
+  except (AttributeError, KeyError) as error:  # ml_collections: --config.<unknown key>.
+    problem = _unknown_config_key(str(error), argv)
+  print(f'Config error: {problem}\nNothing was run. See the config file\'s docstring for its '
+        'keys and variants.', file=sys.stderr)
+  sys.exit(errors.ConfigError.exit_code)
+
+
+def _missing_flag(message: str) -> str | None:
+  """'--workdir is required ...' for absl's message about a required flag left out."""
+  missing = re.search(r'Flag (--\w+) must have a value other than None', message)
+  main = getattr(sys.modules['__main__'], '__spec__', None)
+  command = f'python -m {main.name}' if main else sys.argv[0]
+  return missing and f'{missing.group(1)} is required (`{command} --help` lists the flags).'
+
+
+def _last_line(message: str) -> str:
+  """The last line of a (possibly embedded) traceback, without its exception's name."""
+  last = [line.strip() for line in message.splitlines() if line.strip()][-1]
+  return re.sub(r'^(\w+\.)*\w+(Error|Exception): ', '', last)
+
+
+def _config_arg(argv: list[str]) -> str:
+  return next((arg for arg in argv if arg.startswith('--config=')), '--config')
+
+
+def _unknown_config_key(message: str, argv: list[str]) -> str:
+  key = re.search(r"'([^'\\]+)\\?'", message)
+  key = key.group(1) if key else '?'
+  given = [arg for arg in argv if arg.startswith('--config.') and key in arg]
+  hint = re.search(r'Did you mean .*\?', message)
+  return (f'{given[0] if given else key}: the config has no key {key!r}.'
+          + (f' {hint.group(0)}' if hint else ''))
 
 
 def run(task: Callable, config, workdir: str) -> None:

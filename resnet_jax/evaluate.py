@@ -136,4 +136,4 @@ if __name__ == '__main__':
   config_flags.DEFINE_config_dict('config', default_config())
   flags.DEFINE_string('workdir', None, 'The run to evaluate (its config.json and checkpoints).')
   flags.mark_flags_as_required(['workdir'])
-  app.run(main)
+  app.run(main, flags_parser=commands.parse_flags)

@@ -157,6 +157,18 @@ def _without(tmp_path, *packages) -> dict:
   return {'PYTHONPATH': f'{tmp_path / "absent"}{os.pathsep}{REPO}'}
 
 
+@pytest.mark.parametrize('module, missing', [('main', '--config'), ('evaluate', '--workdir'),
+                                             ('reproduce', '--config')])
+def test_a_command_without_its_required_flags_names_them_in_one_line(module, missing):
+  result = subprocess.run([sys.executable, '-m', f'resnet_jax.{module}'], cwd=REPO,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert result.returncode == errors.ConfigError.exit_code
+  assert result.stderr.splitlines()[0] == (
+      f'Config error: {missing} is required (`python -m resnet_jax.{module} --help` lists the '
+      'flags).')
+
+
 def test_a_run_time_error_is_its_message_alone(tmp_path):
   result = _main(tmp_path / 'run', 'experiments/cifar10.py:smoke', '--config.batch_size=7')
   assert result.returncode == errors.ConfigError.exit_code
