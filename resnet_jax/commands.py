@@ -11,7 +11,7 @@ import jax
 from absl import flags
 from etils import epath
 
-from resnet_jax import console, errors
+from resnet_jax import compilation_cache, console, errors
 
 flags.DEFINE_bool('distributed', False,
                   'Call jax.distributed.initialize() (auto-detected on Cloud TPU pods and SLURM; '
@@ -70,6 +70,7 @@ def run(task: Callable, config, workdir: str) -> None:
   """Joins the other processes if asked, then runs task(config, workdir), exiting with a
   stopped run's status (errors.py) and its message in one line."""
   console.quiet_libraries()
+  compilation_cache.enable()
   if FLAGS.distributed or FLAGS.coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS'):
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   if jax.process_count() > 1:
