@@ -136,6 +136,19 @@ def test_markdown_notes_the_best_of_five_resnet110():
   assert '6.43 (best of 5 runs; mean 6.61 ± 0.16)' in analysis.results_markdown(table, [])
 
 
+def test_markdown_of_a_study_stopped_before_a_nets_first_evaluation():
+  """A time budget can stop a study after a net's first steps but before its evaluation."""
+  nan = float('nan')
+  table = pd.DataFrame({'family': ['resnet', 'plain'], 'depth': [8, 14],
+                        'model': ['resnet8', 'plain14'], 'seeds': [1, 1], 'step': [12, 1],
+                        'train_error_mean': [60.0, 90.0], 'train_error_std': [nan, nan],
+                        'eval_error_mean': [70.0, nan], 'eval_error_std': [nan, nan],
+                        'eval_split': ['test', nan], 'paper_test_error': [nan, nan]})
+  markdown = analysis.results_markdown(table, [])
+  assert '| test error (%) |' in markdown
+  assert '| plain14 | 1 | 1 | 90.00 | — | — |' in markdown
+
+
 def results_table(train_errors: dict) -> pd.DataFrame:
   """A summarize()-like table with the given mean train error (%) per net."""
   nets = [models.parse(name) for name in train_errors]

@@ -34,7 +34,8 @@ def results_markdown(table: pd.DataFrame, verdict: list[str],
                      paper: PaperResults = CIFAR_TABLE6) -> str:
   """`table` (from summarize with the same `paper`) as a Markdown table, with the verdict
   below it."""
-  eval_split = '/'.join(sorted(set(table.eval_split)))
+  # NaN: a net not evaluated yet (a study stopped by its time budget).
+  eval_split = '/'.join(sorted(set(table.eval_split.dropna()))) or 'eval'
   lines = [f'| net | seeds | steps | train error (%) | {eval_split} error (%) | {paper.column} |',
            '| --- | ---: | ---: | ---: | ---: | --- |']
   for row in table.itertuples():
@@ -55,4 +56,6 @@ def _last_record_per_run(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def _mean_std(mean: float, std: float) -> str:
+  if math.isnan(mean):
+    return '—'
   return f'{mean:.2f}' if math.isnan(std) else f'{mean:.2f} ± {std:.2f}'
