@@ -106,7 +106,7 @@ def _study_section(workdir, part, result: dict, outcome) -> list[str]:
   for run in result['runs']:
     done, planned = steps_by_model.get(run['model'], (0, 0))
     steps_by_model[run['model']] = (done + run['steps_done'], planned + run['steps'])
-  eval_split = result['table'][0]['eval_split']
+  eval_split = next((row['eval_split'] for row in result['table'] if row['eval_split']), 'eval')
   lines = [f'| net | status | seeds | train error (%) | {eval_split} error (%) | {paper.column} '
            '| difference (points) |', '| --- | --- | ---: | ---: | ---: | ---: | ---: |']
   for row in result['table']:
@@ -194,6 +194,8 @@ def _status(done: int, planned: int) -> str:
 
 def _mean_std(row: dict, split: str) -> str:
   mean, std = row[f'{split}_error_mean'], row[f'{split}_error_std']
+  if _missing(mean):  # A net its time budget stopped before its first evaluation.
+    return '—'
   return f'{mean:.2f}' if _missing(std) else f'{mean:.2f} ± {std:.2f}'
 
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import paper
-from resnet_jax import analysis, reproduce, time_budget, train
+from resnet_jax import analysis, report, reproduce, time_budget, train
 from resnet_jax.errors import ConfigError, OutOfTime
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -185,3 +185,17 @@ def test_a_budget_stops_the_runs_and_a_rerun_finishes_them(smoke, tmp_path):
   assert finished.returncode == 0, finished.stderr[-3000:]
   numbers = report_numbers(tmp_path)
   assert numbers['cifar'] == report_numbers(smoke[0])['cifar']
+
+
+def test_report_of_a_study_stopped_before_a_nets_first_evaluation(tmp_path):
+  """A time budget can stop a net after its first steps, before it was ever evaluated."""
+  row = dict(family='plain', depth=14, model='plain14', seeds=1, step=1, train_error_mean=90.0,
+             train_error_std=None, eval_error_mean=None, eval_error_std=None, eval_split=None,
+             paper_test_error=None)
+  runs = [dict(name='plain14_seed0', model='plain14', steps_done=1, steps=12)]
+  results = {'cifar': dict(table=[row], runs=runs, verdict=[], seeds=1, steps=12)}
+  outcomes = {'cifar': dict(status='partial', steps_done=1, steps=12, command='rerun it')}
+  markdown = report.render(tmp_path, {'cifar': reproduce.PARTS['cifar']}, results, outcomes,
+                           'python -m resnet_jax.reproduce')
+  assert '| eval error (%) |' in markdown
+  assert '| plain14 | partial (1 of 12 steps) | 1 | 90.00 | — | — | — |' in markdown
