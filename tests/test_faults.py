@@ -10,6 +10,7 @@ import pytest
 from resnet_jax import errors
 from resnet_jax.faults import __main__ as faults_main
 from resnet_jax.faults import scenarios
+from resnet_jax.faults.runs import Finished
 from resnet_jax.faults.scenarios import Outcome
 
 SCENARIOS = {  # Longest first.
@@ -115,3 +116,14 @@ def test_report_counts_tries_and_passes_per_fault_and_lists_failures():
   assert '| kill -9 | second | **FAILED**: differs |' in report
   assert '### kill -9: second' in report and 'log tail' in report
   assert '    python -m resnet_jax.faults --rounds 2' in report
+
+
+def test_a_printed_traceback_fails_a_scenario_with_its_lines():
+  """The outcome shows the tail of one log (often the rerun's): the failure itself must carry
+  the traceback of the run that printed it."""
+  checks = scenarios._Checks()
+  printed = 'step 9/12\nTraceback (most recent call last):\n  File "x.py"\nOSError: no space\n'
+  assert checks.require_no_traceback(Finished(0, 'step 12/12\n'), 'a traceback was printed')
+  assert not checks.require_no_traceback(Finished(44, printed), 'a traceback was printed')
+  assert checks.failures == ['a traceback was printed:\nTraceback (most recent call last):\n'
+                             '  File "x.py"\nOSError: no space\n']
