@@ -42,9 +42,11 @@ def parse_flags(argv: list[str]) -> list[str]:
 def _missing_flag(message: str) -> str | None:
   """'--workdir is required ...' for absl's message about a required flag left out."""
   missing = re.search(r'Flag (--\w+) must have a value other than None', message)
+  if not missing:
+    return None
   main = getattr(sys.modules['__main__'], '__spec__', None)
   command = f'python -m {main.name}' if main else sys.argv[0]
-  return missing and f'{missing.group(1)} is required (`{command} --help` lists the flags).'
+  return f'{missing.group(1)} is required (`{command} --help` lists the flags).'
 
 
 def _last_line(message: str) -> str:

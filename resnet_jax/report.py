@@ -7,7 +7,6 @@ as a difference."""
 import base64
 import datetime
 import importlib.metadata
-import math
 import os
 import platform
 
@@ -17,6 +16,7 @@ from markdown_it import MarkdownIt
 
 from resnet_jax import study, time_budget
 from resnet_jax.analysis import CIFAR_TABLE6, IMAGENET_TABLE2, PaperResults
+from resnet_jax.analysis.table import is_missing, mean_std
 
 REPORT_MD = 'report.md'
 REPORT_HTML = 'report.html'
@@ -90,10 +90,10 @@ def _table1(workdir, part, rows: list[dict], outcome) -> list[str]:
            '| --- | ---: | ---: | ---: | ---: | ---: |']
   for row in rows:
     paper = row['paper_flops']
-    difference = '—' if _missing(paper) else f'{100 * (row["multiply_adds"] / paper - 1):+.1f}%'
+    difference = '—' if is_missing(paper) else f'{100 * (row["multiply_adds"] / paper - 1):+.1f}%'
     lines.append(f'| {row["net"]} | {row["layers"]} | {row["parameters"] / 1e6:.1f}M | '
                  f'{row["multiply_adds"] / 1e9:.2f}×10⁹ | '
-                 f'{"—" if _missing(paper) else f"{paper / 1e9:.1f}×10⁹"} | {difference} |')
+                 f'{"—" if is_missing(paper) else f"{paper / 1e9:.1f}×10⁹"} | {difference} |')
   return lines + ['', 'The paper rounds to one decimal; its counts are the same multiply-adds.',
                   '']
 
@@ -114,8 +114,9 @@ def _study_section(workdir, part, result: dict, outcome) -> list[str]:
     ours, theirs = row['eval_error_mean'], row['paper_test_error']
     difference = _difference(ours, theirs, done, planned, paper)
     lines.append(f'| {row["model"]} | {_status(done, planned)} | {row["seeds"]} | '
-                 f'{_mean_std(row, "train")} | {_mean_std(row, "eval")} | '
-                 f'{"—" if _missing(theirs) else f"{theirs:.2f}"} | {difference} |')
+                 f'{mean_std(row["train_error_mean"], row["train_error_std"])} | '
+                 f'{mean_std(row["eval_error_mean"], row["eval_error_std"])} | '
+                 f'{"—" if is_missing(theirs) else f"{theirs:.2f}"} | {difference} |')
   lines += ['', _comparable_note(paper), *filter(None, [paper.eval_note]), '']
   for name in FIGURES[part]:
     if (workdir / part / name).exists():
@@ -144,7 +145,7 @@ def _tables34(workdir, part, rows: list[dict], outcome) -> list[str]:
     cells = []
     for k in ('top1', 'top5'):
       ours, theirs = row[f'{k}_error'], row[f'paper_{k}_error']
-      cells += [f'{ours:.2f}', '—' if _missing(theirs) else f'{theirs:.2f}',
+      cells += [f'{ours:.2f}', '—' if is_missing(theirs) else f'{theirs:.2f}',
                 _difference(ours, theirs, row['steps_done'], row['steps'], IMAGENET_TABLE2)]
     lines.append(f'| {row["net"]} ({row["shortcut"]}) | {row["mode"]}, {row["table"]} | '
                  f'{_status(row["steps_done"], row["steps"])} | {" | ".join(cells)} |')
@@ -173,7 +174,7 @@ def _version(package: str) -> str:
 def _difference(ours: float, theirs, done: int, planned: int, paper: PaperResults) -> str:
   """Ours minus the paper's, in points, for a complete run of at least the paper's shortest
   meaningful schedule; else why there is none."""
-  if _missing(theirs):
+  if is_missing(theirs):
     return '—'
   if done < planned:
     return '— (partial)'
@@ -190,14 +191,3 @@ def _comparable_note(paper: PaperResults) -> str:
 
 def _status(done: int, planned: int) -> str:
   return 'complete' if done == planned else f'partial ({done:,} of {planned:,} steps)'
-
-
-def _mean_std(row: dict, split: str) -> str:
-  mean, std = row[f'{split}_error_mean'], row[f'{split}_error_std']
-  if _missing(mean):  # A net its time budget stopped before its first evaluation.
-    return '—'
-  return f'{mean:.2f}' if _missing(std) else f'{mean:.2f} ± {std:.2f}'
-
-
-def _missing(value) -> bool:
-  return value is None or (isinstance(value, float) and math.isnan(value))

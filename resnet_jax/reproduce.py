@@ -24,7 +24,7 @@ import pandas as pd
 from absl import app, flags
 from etils import epath
 
-from resnet_jax import analysis, commands, evaluate, plan, report, study, time_budget
+from resnet_jax import analysis, evaluate, plan, report, study, time_budget
 from resnet_jax.analysis.table1 import table1
 from resnet_jax.errors import ConfigError, OutOfTime
 from resnet_jax.metric_logging import METRICS_FILE
@@ -250,6 +250,7 @@ def reproduce_from_flags(config: ml_collections.ConfigDict, workdir: str) -> dic
 if __name__ == '__main__':
   # resnet_jax.main's flags (--config, --workdir, --distributed, ...), its one-line config
   # errors and exit statuses; imported here so that importing this module defines no flags.
+  from resnet_jax import commands
   from resnet_jax import main as entry_point
   flags.DEFINE_bool('dry_run', False, 'Print the plan (with its estimate) and stop.')
   app.run(functools.partial(entry_point.main, task=reproduce_from_flags),

@@ -28,7 +28,7 @@ import pandas as pd
 from absl import app
 from etils import epath
 
-from resnet_jax import analysis, commands, models, time_budget, train
+from resnet_jax import analysis, models, time_budget, train
 from resnet_jax.data.imagenet import fake_images
 from resnet_jax.errors import ConfigError, OutOfTime
 from resnet_jax.metric_logging import METRICS_FILE
@@ -273,6 +273,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
 if __name__ == '__main__':
   # resnet_jax.main's flags (--config, --workdir, --distributed, ...), its one-line config
   # errors and exit statuses; imported here so that importing the study defines no flags.
+  from resnet_jax import commands
   from resnet_jax import main as entry_point
   app.run(functools.partial(entry_point.main, task=run_study),
           flags_parser=commands.parse_flags)

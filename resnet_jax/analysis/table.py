@@ -43,8 +43,8 @@ def results_markdown(table: pd.DataFrame, verdict: list[str],
     if row.model in paper.notes:
       error += f' ({paper.notes[row.model]})'
     lines.append(f'| {row.model} | {row.seeds} | {row.step} | '
-                 f'{_mean_std(row.train_error_mean, row.train_error_std)} | '
-                 f'{_mean_std(row.eval_error_mean, row.eval_error_std)} | {error} |')
+                 f'{mean_std(row.train_error_mean, row.train_error_std)} | '
+                 f'{mean_std(row.eval_error_mean, row.eval_error_std)} | {error} |')
   notes = ['', 'Train error: the running average over the last logged interval (as the dashed '
            f'curves of {paper.figure}); mean ± std over seeds.', *filter(None, [paper.eval_note]),
            '']
@@ -55,7 +55,14 @@ def _last_record_per_run(records: pd.DataFrame) -> pd.DataFrame:
   return records.sort_values('step').groupby(list(RUN_COLUMNS)).last()
 
 
-def _mean_std(mean: float, std: float) -> str:
-  if math.isnan(mean):
+def is_missing(value) -> bool:
+  """None (null in a results JSON) or NaN: a number a run has not produced (yet)."""
+  return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def mean_std(mean: float | None, std: float | None) -> str:
+  """'9.00 ± 1.41' over seeds, '9.00' for one seed, '—' for a net not evaluated yet (a study
+  its time budget stopped)."""
+  if is_missing(mean):
     return '—'
-  return f'{mean:.2f}' if math.isnan(std) else f'{mean:.2f} ± {std:.2f}'
+  return f'{mean:.2f}' if is_missing(std) else f'{mean:.2f} ± {std:.2f}'
