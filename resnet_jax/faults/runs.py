@@ -33,14 +33,17 @@ def start_main(workdir, *flags, devices: int = 1, config: str = 'smoke',
                through_launcher: bool = False, compilation_cache=None,
                experiment: str = 'cifar10.py', base_flags=TINY_FLAGS) -> subprocess.Popen:
   """Starts `python -m resnet_jax.main` (or `launch/local.sh`) on experiments/`experiment`
-  with `base_flags`, less those `flags` set again, and `flags` on `devices` fake CPU devices;
-  its stdout carries stderr.
+  with `base_flags`, less those `flags` set again, and `flags` on `devices` fake CPU devices
+  (added to the caller's XLA_FLAGS; this checkout first on the caller's PYTHONPATH); its
+  stdout carries stderr.
 
   `compilation_cache`: a folder for JAX's persistent compilation cache, so that runs of
   the same programs skip compiling (the compiled code, and so the numbers, are the same).
   """
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO))
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             XLA_FLAGS=_joined(os.environ.get('XLA_FLAGS'),
+                               f'--xla_force_host_platform_device_count={devices}', sep=' '),
+             PYTHONPATH=_joined(str(REPO), os.environ.get('PYTHONPATH'), sep=os.pathsep))
   if compilation_cache is not None:
     env.update(compilation_cache_env(compilation_cache))
   config_arg = f'{REPO}/experiments/{experiment}:{config}'
@@ -54,6 +57,11 @@ def start_main(workdir, *flags, devices: int = 1, config: str = 'smoke',
   return subprocess.Popen([*command, *_last_of_each(tuple(base_flags) + flags)], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           process_group=0)
+
+
+def _joined(*values: str | None, sep: str) -> str:
+  """The values that are set, joined: this run's settings added to the caller's."""
+  return sep.join(value for value in values if value)
 
 
 def compilation_cache_env(folder) -> dict[str, str]:
