@@ -1,6 +1,7 @@
-"""Shared fixtures: the repository's paths and a decoded copy of the real CIFAR archive; and one
-persistent compilation cache for every run of the session."""
+"""Shared fixtures: the repository's paths and a decoded copy of the real CIFAR archive; one
+persistent compilation cache for every run of the session; how the session spends its CPU."""
 import atexit
+import contextlib
 import io
 import os
 import pathlib
@@ -21,12 +22,76 @@ sys.path.insert(0, str(REPO / 'experiments'))
 # The tests start dozens of training processes that compile the same tiny programs: they share
 # JAX's persistent compilation cache (set before anything imports JAX; subprocesses inherit it).
 # A program loaded from the cache is the compiled code itself, so the numbers stay the same.
+# The xdist workers inherit the folder from the controller, which imports this file first: one
+# folder for the whole run.
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _cache = tempfile.mkdtemp(prefix='resnet_jax_tests_compilation_cache_')
   atexit.register(shutil.rmtree, _cache, ignore_errors=True)
   os.environ.update(JAX_COMPILATION_CACHE_DIR=_cache,
                     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
                     JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+# Compiling is much of the suite's CPU time. LLVM's optimization level 1, not XLA's default,
+# compiles a tiny net's programs in about half the time (a cold 8-step ResNet-8 run: 26 -> 14
+# CPU-s, measured on 2 busy shared cores). Every process of the session compiles so (the workers
+# and the runs they start: faults.runs.start_main keeps these flags), so the runs that must agree
+# bit for bit still do. Level 0 would save a little more, but rounds differently enough that 8
+# devices no longer train like 1 to test_train's tolerance. A user's runs, and the Quick start
+# that .ci/run trains, keep XLA's default.
+TEST_XLA_FLAGS = '--xla_backend_optimization_level=1'
+if TEST_XLA_FLAGS not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+
+# xdist gives each worker one test file at a time (--dist=loadfile) in the order collected
+# (--no-loadscope-reorder; its default order, most tests first, left the files that train
+# through the command line for last): the files that take longest go first, so that the
+# last to end is a short one. The order is an estimate from the runs each file starts.
+LONGEST_FILES_FIRST = ('test_reproduce.py', 'test_streamed_train.py', 'test_train.py',
+                       'test_study.py', 'test_faults.py', 'test_figure4.py', 'test_bench.py',
+                       'test_run_record.py')
+
+
+def pytest_collection_modifyitems(items):
+  """Puts the tests of LONGEST_FILES_FIRST first, in that order; the rest keep theirs."""
+  def rank(item):
+    name = item.path.name
+    return LONGEST_FILES_FIRST.index(name) if name in LONGEST_FILES_FIRST else len(
+        LONGEST_FILES_FIRST)
+  items.sort(key=rank)
+
+
+TENSORFLOW_STAND_IN = 'without_tensorflow'
+
+
+@pytest.fixture(scope='session', autouse=True)
+def runs_without_tensorflow(tmp_path_factory):
+  """The processes the tests start import no TensorFlow, as on the accelerator hosts that lack
+  it: its import is about 4.5 of the 10 CPU-seconds of a tiny training run, and the tests start
+  about a hundred. The TensorBoard writer and TFDS then say TensorFlow is not installed; tests
+  that need them in a process they start use `with_tensorflow()`.
+
+  A session fixture, so that it acts in the processes that run tests (the xdist workers, or
+  pytest with -n 0), whose own TensorFlow stays importable, and not in the xdist controller,
+  whose environment the workers inherit.
+  """
+  stand_in = tmp_path_factory.mktemp(TENSORFLOW_STAND_IN, numbered=False)
+  (stand_in / 'tensorflow').mkdir()
+  (stand_in / 'tensorflow' / '__init__.py').write_text(
+      "raise ImportError('TensorFlow is hidden from the processes the tests start "
+      "(tests/conftest.py)')\n")
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv('PYTHONPATH', os.pathsep.join(
+        [str(stand_in), *filter(None, [os.environ.get('PYTHONPATH')])]))
+    yield stand_in
+
+
+@contextlib.contextmanager
+def with_tensorflow():
+  """Within it, the processes the tests start can import TensorFlow again."""
+  shown = os.pathsep.join(path for path in os.environ.get('PYTHONPATH', '').split(os.pathsep)
+                          if pathlib.Path(path).name != TENSORFLOW_STAND_IN)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv('PYTHONPATH', shown)
+    yield
 
 
 @pytest.fixture(scope='session')

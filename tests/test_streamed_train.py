@@ -135,7 +135,8 @@ def test_evaluate_sizes_the_batch_per_mode_and_flags_views_that_are_not_the_pape
   """`python -m resnet_jax.evaluate` in multi-scale mode: the batch holds the pixels of the
   run's center-crop eval batch, every val image counts once, the JSON lands in the workdir,
   and a net trained on tiny crops gets the caveat that its multi-scale error means nothing."""
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+  env = dict(os.environ, XLA_FLAGS=os.environ.get('XLA_FLAGS', '') +
+             ' --xla_force_host_platform_device_count=2',
              JAX_PLATFORMS='cpu')
   result = subprocess.run(
       [sys.executable, '-m', 'resnet_jax.evaluate', f'--workdir={streamed_run}',

@@ -235,7 +235,8 @@ def seed_studies(smoke_study, tmp_path_factory):
   result = subprocess.run(
       [sys.executable, '-m', 'resnet_jax.study', '--config=experiments/degradation.py:smoke',
        f'--workdir={in_one}', *overrides], cwd=REPO, capture_output=True, text=True,
-      timeout=600, env={**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
+      timeout=600, env={**os.environ, 'XLA_FLAGS': os.environ.get('XLA_FLAGS', '') +
+                                   ' --xla_force_host_platform_device_count=8'})
   assert result.returncode == 0, result.stderr[-3000:]
   return by_seed, in_one, result.stdout
 

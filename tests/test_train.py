@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import with_tensorflow
 from resnet_jax import optim
 from resnet_jax.faults.runs import (Running, assert_same_records, assert_same_training,
                                     assert_trees_close, final_state, kill_after_save,
@@ -43,11 +44,12 @@ def console_of(workdir):
 
 @pytest.fixture(scope='module')
 def smoke_run(tmp_path_factory):
-  """The smoke config end to end, as a user runs it."""
+  """The smoke config end to end, as a user with TensorFlow installed runs it."""
   workdir = tmp_path_factory.mktemp('smoke')
-  run_keeping_console(workdir, '--config.log_every_steps=10', '--config.eval_every_steps=30',
-                      '--config.checkpoint_every_steps=30', '--config.batch_size=32',
-                      '--config.optimizer.learning_rate=0.1')
+  with with_tensorflow():
+    run_keeping_console(workdir, '--config.log_every_steps=10', '--config.eval_every_steps=30',
+                        '--config.checkpoint_every_steps=30', '--config.batch_size=32',
+                        '--config.optimizer.learning_rate=0.1')
   return workdir
 
 
@@ -60,6 +62,7 @@ def test_smoke_run_loss_decreases_and_reports_train_and_test_error(smoke_run):
   test = metrics[metrics.split == 'test']
   assert list(test.step) == [30] and 0 <= float(test.error.iloc[0]) < 0.9
   assert (smoke_run / 'config.json').exists()
+  assert list(smoke_run.glob('events.out.tfevents.*')), 'no TensorBoard summaries'
 
 
 def test_smoke_run_console_shows_the_running_train_loss_and_error(smoke_run):
