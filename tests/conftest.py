@@ -65,9 +65,9 @@ TENSORFLOW_STAND_IN = 'without_tensorflow'
 @pytest.fixture(scope='session', autouse=True)
 def runs_without_tensorflow(tmp_path_factory):
   """The processes the tests start import no TensorFlow, as on the accelerator hosts that lack
-  it: its import is about 4.5 of the 10 CPU-seconds of a tiny training run, and the tests start
-  about a hundred. The TensorBoard writer and TFDS then say TensorFlow is not installed; tests
-  that need them in a process they start use `with_tensorflow()`.
+  it: its import is about 4.5 of the 10 CPU-seconds of a tiny training run (measured on 2 busy
+  cores), and the tests start dozens. The TensorBoard writer then says TensorFlow is not
+  installed; a test that needs TensorFlow in a process it starts uses `with_tensorflow()`.
 
   A session fixture, so that it acts in the processes that run tests (the xdist workers, or
   pytest with -n 0), whose own TensorFlow stays importable, and not in the xdist controller,
