@@ -4,6 +4,7 @@ rerun command, a budget that stops the runs and a rerun that finishes them."""
 import json
 import os
 import pathlib
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import time
 import pytest
 
 import paper
-from resnet_jax import analysis, report, reproduce, time_budget, train
+from resnet_jax import analysis, report, reproduce, study, time_budget, train
 from resnet_jax.errors import ConfigError, OutOfTime
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -60,6 +61,26 @@ def test_dry_run_plans_every_part_and_writes_nothing(tmp_path, capsys):
     for name in runs:
       assert f'    {name}: ' in printed
   assert 'steps (0 done)' in printed and 'Total:' in printed
+  assert not (tmp_path / 'paper').exists()
+
+
+def test_plan_estimates_from_measured_rates_with_their_range_and_source(
+    tmp_path, capsys, monkeypatch):
+  monkeypatch.setenv('RESNET_JAX_STEP_RATES', str(tmp_path / 'rates.json'))
+  config = paper.get_config()
+  config.estimate_steps = 0
+  key = time_budget.rate_key(study.run_config(config.cifar, 'resnet20', seed=0))
+  for workdir, steps_per_sec in (('/a', 0.8), ('/b', 1.0), ('/a', 0.5)):  # /a measured twice.
+    time_budget.record_rate(key, steps_per_sec, source=f'training run: {workdir}')
+  time_budget.record_rate(key, 1.2, source='bench train: today')
+  reproduce.reproduce(config, str(tmp_path / 'paper'), dry_run=True)
+  printed = capsys.readouterr().out
+  # 64k steps at the median of 0.5, 1.0 and 1.2 steps/s (/a replaced), the fastest, the slowest.
+  assert ('resnet20_seed0: 64,000 steps (0 done): ~17 h 47 min (14 h 49 min to 35 h 33 min) '
+          '(median of 3 measured rates (2 training runs, 1 bench train), 0.5-1.2 steps/s)'
+          ) in printed
+  assert 'plain20_seed0: 64,000 steps (0 done): no measured rate' in printed
+  assert 'Not estimated: plain20_seed0, plain56_seed0, resnet56_seed0: no rate measured' in printed
   assert not (tmp_path / 'paper').exists()
 
 
@@ -119,7 +140,6 @@ def smoke(tmp_path_factory):
 def test_smoke_prints_the_plan_first_then_reports_every_part(smoke):
   workdir, result = smoke
   assert result.stdout.startswith('Plan on ')
-  assert 'training: an estimate from 1 timed step of each net on this hardware' in result.stdout
   outcomes = json.loads((workdir / reproduce.PARTS_JSON).read_text())
   assert {part: outcome['status'] for part, outcome in outcomes.items()} == {
       part: 'complete' for part in reproduce.PARTS}
@@ -129,9 +149,23 @@ def test_smoke_prints_the_plan_first_then_reports_every_part(smoke):
     assert f'## {title}' in report
   for line in ('| resnet50 | 50 | 25.6M | 3.86×10⁹ | 3.8×10⁹ | +1.5% |',
                '![figure6.png](cifar/figure6.png)', '![figure4.png](imagenet/figure4.png)',
-               'Too few steps to mean anything', 'Too few seeds: 1 run per net',
-               '## Hardware and versions', '--config.parts=tables34`'):
+               'Too few seeds: 1 run per net', '## Hardware and versions',
+               '--config.parts=tables34`'):
     assert line in report
+  assert 'depths 8, 14, 1 seed each, synthetic images' in report and 'Figure 1' not in report
+
+
+@pytest.mark.slow
+def test_smoke_report_names_its_stand_in_data_and_finds_nothing(smoke):
+  report = (smoke[0] / 'report.md').read_text()
+  for title, data in ((reproduce.PARTS['cifar'], 'synthetic'),
+                      (reproduce.PARTS['imagenet'], 'generated'),
+                      (reproduce.PARTS['tables34'], 'generated')):
+    assert f'## {title}, on {data} data\n\n**Data: {data} images (' in report
+  assert report.count('No verdict: the nets trained on synthetic images') == 1
+  assert report.count('No verdict: it compares the shallowest and deepest net') == 1
+  for finding in ('degradation present', 'no degradation', 'trains better', 'not train better'):
+    assert finding not in report
   numbers = report_numbers(workdir)
   assert [row['net'] for row in numbers['tables34']] == ['plain18', 'plain18', 'resnet18',
                                                          'resnet18']
@@ -177,7 +211,14 @@ def test_a_budget_stops_the_runs_and_a_rerun_finishes_them(smoke, tmp_path):
   assert stopped.returncode == OutOfTime.exit_code, stopped.stderr[-3000:]
   outcome = json.loads((tmp_path / reproduce.PARTS_JSON).read_text())['cifar']
   assert outcome['status'] == 'partial' and outcome['steps_done'] < outcome['steps']
-  assert 'partial' in (tmp_path / 'report.md').read_text()
+  report = (tmp_path / 'report.md').read_text()
+  continuing = shlex.join(['python', '-m', 'resnet_jax.reproduce', f'--workdir={tmp_path}',
+                           *flags])
+  assert ('## Stopped by the time budget\n\nThe time budget (--config.time_budget=10s) was '
+          'spent') in report
+  assert f'Continue (finished runs are not redone): `{continuing}`' in report
+  assert '--config.time_budget' not in report.split('Stopped by the time budget')[1]
+  assert f'`{continuing}` continues' in stopped.stderr
   for run in report_numbers(tmp_path)['cifar']['runs']:
     step = analysis.latest_checkpoint_step(tmp_path / 'cifar' / run['name']) or 0
     assert step == run['steps_done'] <= run['steps']  # Stopped on a step, with its checkpoint.
@@ -192,10 +233,18 @@ def test_report_of_a_study_stopped_before_a_nets_first_evaluation(tmp_path):
   row = dict(family='plain', depth=14, model='plain14', seeds=1, step=1, train_error_mean=90.0,
              train_error_std=None, eval_error_mean=None, eval_error_std=None, eval_split=None,
              paper_test_error=None)
+  finished = row | dict(depth=8, model='plain8', step=12)
   runs = [dict(name='plain14_seed0', model='plain14', steps_done=1, steps=12)]
-  results = {'cifar': dict(table=[row], runs=runs, verdict=[], seeds=1, steps=12)}
-  outcomes = {'cifar': dict(status='partial', steps_done=1, steps=12, command='rerun it')}
+  runs += [dict(name=name, model=name.split('_')[0], steps_done=steps, steps=12)
+           for name, steps in (('resnet14_seed0', 0), ('plain8_seed0', 12))]
+  results = {'cifar': dict(table=[row, finished], runs=runs, verdict=[], seeds=1, depths=[8, 14],
+                           stand_in=None)}
+  outcomes = {'cifar': dict(status='partial', steps_done=13, steps=36, command='rerun it')}
   markdown = report.render(tmp_path, {'cifar': reproduce.PARTS['cifar']}, results, outcomes,
-                           'python -m resnet_jax.reproduce')
+                           'python -m resnet_jax.reproduce --config.time_budget=1m',
+                           dict(budget='1m', command='python -m resnet_jax.reproduce'))
   assert '| eval error (%) |' in markdown
   assert '| plain14 | partial (1 of 12 steps) | 1 | 90.00 | — | — | — |' in markdown
+  assert '| resnet14 | not started (0 of 12 steps) | | — | — | | — |' in markdown
+  assert ('- Finished: plain8_seed0.\n- Stopped partway: plain14_seed0 (step 1 of 12).\n'
+          '- Not started: resnet14_seed0.') in markdown
