@@ -177,9 +177,8 @@ class Progress:
     self.total_steps = total_steps
     self.record_rate = record_rate
     self._trained = [0, 0.0]  # Steps and seconds of training since the first step.
-    self._recorded = time.perf_counter()
     self.eval_every_steps = eval_every_steps
-    self.start = self.time = time.perf_counter()
+    self.start = self.time = self._recorded = time.perf_counter()
     self.step = step
     self._first_step_done = False
     self._early_report_due = True

@@ -55,7 +55,8 @@ def time_steps(config: ml_collections.ConfigDict, steps: int) -> time_budget.Ste
         train_fn(state, metrics, setup.feed.train_inputs(), False))
     rates.append(config.steps_per_dispatch / (time.perf_counter() - started))
   median = statistics.median(rates)
-  time_budget.record_rate(time_budget.rate_key(config), median, source=f'plan timing: {time_budget.now()}')
+  time_budget.record_rate(time_budget.rate_key(config), median,
+                          source=f'plan timing: {time_budget.now()}')
   return time_budget.StepRate(median, min(rates), max(rates),
                               f'{steps} timed steps after a warm-up')
 

@@ -89,10 +89,10 @@ def verdict(table: pd.DataFrame, paper: PaperResults = CIFAR_TABLE6,
 def stand_in_data(config: Mapping) -> str | None:
   """What a run (its config, as a dict) trained on in place of its data set: synthetic images
   or a generated folder, whose numbers check the plumbing, not the paper; None for real data."""
-  data = config['data']
-  if data['source'] == 'synthetic':
+  data = config.get('data', {})
+  if data.get('source') == 'synthetic':
     return f'synthetic images (random pixels and labels), not {data["name"]}'
-  if data['source'] == 'folder' and epath.Path(data.get('path') or '').name == GENERATED_IMAGES:
+  if data.get('source') == 'folder' and epath.Path(data.get('path') or '').name == GENERATED_IMAGES:
     return f'generated images (a folder of random images of a few classes), not {data["name"]}'
   return None
 
