@@ -22,8 +22,8 @@ depths 20, 32, 44, 56, 110.
 Overrides: --config.time_budget=6h (counted from the plan; every run stops with a checkpoint
 when it is spent; the report says what finished and the command that continues),
 --config.estimate_steps (steps a --dry_run times, after a warm-up, of each net with no measured
-step rate on these devices; 0: none; training runs and `bench train` measure rates too), and each study's config under --config.cifar and --config.imagenet
-(e.g. --config.cifar.seeds=5).
+step rate on these devices; 0: none; training runs and `bench train` measure rates too), and
+each study's config under --config.cifar and --config.imagenet (e.g. --config.cifar.seeds=5).
 
 Measured: `:smoke` on 2 CPU cores shared with other test runs (load average 9-13): 10 min 07 s
 end to end (4 min 13 s of CPU time), every part complete, a plumbing check whose numbers mean

@@ -200,7 +200,7 @@ def _resume_and_train(setup: Setup, workdir: epath.Path, checkpoint_bytes: int,
       fingerprint=checkpoints.model_fingerprint(config.model, setup.abstract_state.params),
       overwrite=config.overwrite, bytes_per_save=checkpoint_bytes)
   with contextlib.closing(ckpt):
-    run_record.check_resume(workdir, config, resumes=ckpt.latest_step() is not None)
+    run_record.check_resume(workdir, config, trained_step=ckpt.latest_step())
     state, train_metrics = ckpt.restore_latest(
         initial_state(setup),
         restore_data_state=setup.feed.restore_data_state if setup.feed.streamed else None)

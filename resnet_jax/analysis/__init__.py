@@ -11,8 +11,8 @@ from resnet_jax.analysis.table import final_errors, results_markdown, summarize
 from resnet_jax.analysis.verdict import (GENERATED_IMAGES, DepthComparison, compare_depths,
                                          runs_stand_in, stand_in_data, verdict)
 
-__all__ = ['CIFAR_TABLE6', 'DepthComparison', 'GENERATED_IMAGES', 'IMAGENET_TABLE2', 'PAPER_RESULTS',
-           'PAPER_TEST_TABLES', 'PaperResults', 'TABLE1_FLOPS',
+__all__ = ['CIFAR_TABLE6', 'DepthComparison', 'GENERATED_IMAGES', 'IMAGENET_TABLE2',
+           'PAPER_RESULTS', 'PAPER_TEST_TABLES', 'PaperResults', 'TABLE1_FLOPS',
            'TrainedRun', 'compare_depths', 'describe_run', 'figure6', 'figure7', 'final_errors',
            'latest_checkpoint_step', 'layer_response_stds', 'load_run', 'load_study',
            'load_trained_run', 'results_markdown', 'run_name', 'runs_stand_in', 'stand_in_data',

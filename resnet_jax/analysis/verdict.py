@@ -92,7 +92,8 @@ def stand_in_data(config: Mapping) -> str | None:
   data = config.get('data', {})
   if data.get('source') == 'synthetic':
     return f'synthetic images (random pixels and labels), not {data["name"]}'
-  if data.get('source') == 'folder' and epath.Path(data.get('path') or '').name == GENERATED_IMAGES:
+  generated = epath.Path(data.get('path') or '').name == GENERATED_IMAGES
+  if data.get('source') == 'folder' and generated:
     return f'generated images (a folder of random images of a few classes), not {data["name"]}'
   return None
 
