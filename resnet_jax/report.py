@@ -84,12 +84,18 @@ def _budget_stop(parts: dict[str, str], results: dict, outcomes: dict,
   continues."""
   finished, stopped, not_started = [], [], []
   for part in parts:
+    outcome = outcomes.get(part, {})
+    if part not in STUDY_PAPERS and outcome.get('status') == 'partial':
+      (not_started if 'reason' in outcome else stopped).append(
+          f'{part} ({outcome.get("reason", "some evaluations missing")})')
     for run in (results.get(part) or {}).get('runs', []) if part in STUDY_PAPERS else []:
       done, planned = run['steps_done'], run['steps']
-      (finished if done == planned else stopped if done else not_started).append(
-          run['name'] if done in (0, planned) else f'{run["name"]} (step {done:,} of {planned:,})')
-    if outcomes.get(part, {}).get('status') == 'partial' and part not in STUDY_PAPERS:
-      not_started.append(f'{part} ({outcomes[part].get("reason", "partly done")})')
+      if done == planned:
+        finished.append(run['name'])
+      elif done:
+        stopped.append(f'{run["name"]} (step {done:,} of {planned:,})')
+      else:
+        not_started.append(run['name'])
   return ['## Stopped by the time budget', '',
           f'The time budget (--config.time_budget={budget_stop["budget"]}) was spent before every '
           'part finished; each run stopped with a checkpoint at a step boundary.', '',
@@ -180,7 +186,7 @@ def _steps_by_model(runs: list[dict]) -> dict[str, tuple[int, int]]:
 
 def _figures(workdir, part: str, result: dict, eval_split: str) -> list[str]:
   """The study's figures, each captioned with what this run trained."""
-  depths = result['depths']
+  depths = result.get('depths', [])  # Absent from the results of an older version.
   trained = (f'this run: depths {", ".join(map(str, depths))}, {result["seeds"]} '
              f'seed{"s" * (result["seeds"] > 1)} each, {result.get("stand_in") or "the real data"}')
   lines = []

@@ -191,8 +191,7 @@ def _run_tables34(context: _Context, part: str):
   if not trained:
     why = ('the time budget was spent before an ImageNet net trained a step' if
            context.deadline.passed() else 'no trained ImageNet nets yet: run the imagenet part')
-    return [], {'status': 'partial' if context.deadline.passed() else 'skipped', 'reason': why,
-                'steps_done': 0, 'steps': 0}
+    return [], {'status': 'partial' if context.deadline.passed() else 'skipped', 'reason': why}
   tables34 = context.config[part]
   for run in trained:
     for mode in tables34.modes:

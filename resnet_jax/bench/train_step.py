@@ -335,7 +335,8 @@ def compile_main(argv: list[str] | None = None) -> None:
   parser.add_argument('--depths', type=_depths, default=None,
                       help=f'comma-separated 6n+2 depths (default: {_joined(DEFAULT_DEPTHS)}; on a '
                            f'CPU {_joined(CPU_DEFAULT_DEPTHS)})')
-  parser.add_argument('--family', choices=('resnet', 'plain'), default='resnet')
+  parser.add_argument('--family', choices=('resnet', 'plain'), default='resnet',
+                      help='residual or plain nets (default: resnet)')
   parser.add_argument('--batch-size', type=_positive, default=128,
                       help='images a step of each net (default: 128, the paper\'s CIFAR batch)')
   args = parser.parse_args(argv)
