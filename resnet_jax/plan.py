@@ -58,7 +58,7 @@ def time_steps(config: ml_collections.ConfigDict, steps: int) -> time_budget.Ste
   time_budget.record_rate(time_budget.rate_key(config), median,
                           source=f'plan timing: {time_budget.now()}')
   return time_budget.StepRate(median, min(rates), max(rates),
-                              f'{steps} timed steps after a warm-up')
+                              f'{steps} timed step{"s" * (steps > 1)} after a warm-up')
 
 
 def estimate(runs: list[PlannedRun], timed_steps: int = 0,
@@ -66,18 +66,20 @@ def estimate(runs: list[PlannedRun], timed_steps: int = 0,
   """The StepRate of every run with steps left, by name, that one was measured for (a training
   run, `bench train` or an earlier plan, on these devices); with `timed_steps`, the others
   are timed now, saying which."""
-  rates, unmeasured = {}, []
+  rates, unmeasured = {}, {}  # Runs without a rate by rate_key: the seeds of a net share one.
   for run in runs:
     if run.steps_done() < run.steps:
-      rate = time_budget.measured_rate(time_budget.rate_key(run.config))
+      key = time_budget.rate_key(run.config)
+      rate = time_budget.measured_rate(key)
       if rate:
         rates[run.name] = rate
       else:
-        unmeasured.append(run)
-  for index, run in enumerate(unmeasured[:len(unmeasured) if timed_steps else 0], start=1):
-    say(f'Timing {run.name} ({index} of {len(unmeasured)} without a measured rate): compiling, '
-        f'then {timed_steps} steps...')
-    rates[run.name] = time_steps(run.config, timed_steps)
+        unmeasured.setdefault(key, []).append(run)
+  for index, alike in enumerate(unmeasured.values() if timed_steps else (), start=1):
+    say(f'Timing {alike[0].name} ({index} of {len(unmeasured)} nets without a measured rate): '
+        f'compiling, then {timed_steps} steps...')
+    rate = time_steps(alike[0].config, timed_steps)
+    rates.update({run.name: rate for run in alike})
   return rates
 
 

@@ -1,6 +1,7 @@
 """The whole paper in one command (resnet_jax.reproduce): its plan, its bad-input messages, time
 budgets, and `:smoke` end to end through the command line: the report, an interrupted and
 rerun command, a budget that stops the runs and a rerun that finishes them."""
+import dataclasses
 import json
 import os
 import pathlib
@@ -13,7 +14,7 @@ import time
 import pytest
 
 import paper
-from resnet_jax import analysis, report, reproduce, study, time_budget, train
+from resnet_jax import analysis, plan, report, reproduce, study, time_budget, train
 from resnet_jax.errors import ConfigError, OutOfTime
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -81,6 +82,25 @@ def test_plan_estimates_from_measured_rates_with_their_range_and_source(
           ) in printed
   assert 'plain20_seed0: 64,000 steps (0 done): no measured rate' in printed
   assert 'Not estimated: plain20_seed0, plain56_seed0, resnet56_seed0: no rate measured' in printed
+  assert not (tmp_path / 'paper').exists()
+
+
+def test_a_dry_run_times_each_net_without_a_rate_once_and_keeps_its_rate(
+    tmp_path, monkeypatch):
+  monkeypatch.setenv('RESNET_JAX_STEP_RATES', str(tmp_path / 'rates.json'))
+  config = paper.get_config('smoke')
+  plain8 = plan.planned_runs({'cifar': config.cifar}, tmp_path / 'paper')[0]
+  runs = [plain8, dataclasses.replace(plain8, name='plain8_seed1')]  # One net, one rate.
+  said = []
+  rates = plan.estimate(runs, timed_steps=2, say=said.append)
+  assert said == ['Timing plain8_seed0 (1 of 1 nets without a measured rate): compiling, then 2 '
+                  'steps...']
+  assert rates['plain8_seed0'] is rates['plain8_seed1']
+  assert rates['plain8_seed0'].source == '2 timed steps after a warm-up'
+  assert rates['plain8_seed0'].slowest <= rates['plain8_seed0'].median
+  kept = plan.estimate(runs)  # Read back: nothing timed.
+  assert kept['plain8_seed0'].median == rates['plain8_seed0'].median
+  assert kept['plain8_seed0'].source == 'one measured rate (1 plan timing)'
   assert not (tmp_path / 'paper').exists()
 
 
