@@ -89,7 +89,8 @@ def describe(parts: dict[str, str], skipped: dict[str, str], runs: list[PlannedR
   and estimated training time with its range and the rate's source, the skipped parts with
   why, and the total."""
   devices = jax.devices()
-  lines = [f'Plan on {len(devices)} {devices[0].device_kind} device(s):']
+  lines = [f'Plan on {len(devices)} {devices[0].device_kind} device(s), estimated from the step '
+           f'rates measured on them ({time_budget.step_rates_file()}):']
   total, unestimated = [0.0, 0.0, 0.0], []
   for part, title in parts.items():
     if part in skipped:
