@@ -82,9 +82,9 @@ def imagenet_data_configured(imagenet: ml_collections.ConfigDict) -> bool:
 def part_command(command: list[str], parts: str | None = None) -> str:
   """`command` (the reproduce command line) without its time budget, running only `parts`
   (all of the command's, without them)."""
-  kept = [arg for arg in command if not arg.startswith(('--config.time_budget=',
-                                                         '--config.parts=' * bool(parts)))]
-  return shlex.join(kept + [f'--config.parts={parts}'] * bool(parts))
+  dropped = ('--config.time_budget=', '--config.parts=') if parts else ('--config.time_budget=',)
+  kept = [arg for arg in command if not arg.startswith(dropped)]
+  return shlex.join(kept + ([f'--config.parts={parts}'] if parts else []))
 
 
 def reproduce(config: ml_collections.ConfigDict, workdir: str, command: list[str] = (),
