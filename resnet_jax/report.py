@@ -149,7 +149,7 @@ def _table1(workdir, part, rows: list[dict], outcome) -> list[str]:
 def _study_section(workdir, part, result: dict, outcome) -> list[str]:
   paper = STUDY_PAPERS[part]
   if not result or not result['table']:
-    return ['No results yet: no run has logged a step.', *_run_steps(result), '']
+    return ['No results yet: no run reached its first log step.', *_run_steps(result), '']
   eval_split = next((row['eval_split'] for row in result['table'] if row['eval_split']), 'eval')
   lines = [f'| net | status | seeds | train error (%) | {eval_split} error (%) | {paper.column} '
            '| difference (points) |', '| --- | --- | ---: | ---: | ---: | ---: | ---: |']
