@@ -51,7 +51,7 @@ def render(workdir: epath.Path, parts: dict[str, str], results: dict, outcomes: 
   lines = ['# Deep Residual Learning (He et al., 2015), reproduced', '',
            f'Written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by `{command}`. '
            'A result of a run that trained fewer steps than planned is marked *partial* and '
-           'never compared with the paper.', '', *_parts_table(parts, outcomes), '']
+           'never compared with the paper.', '', *_parts_table(parts, outcomes, results), '']
   if budget_stop:
     lines += _budget_stop(parts, results, outcomes, budget_stop)
   sections = {'table1': _table1, 'cifar': _study_section, 'imagenet': _study_section,
@@ -121,13 +121,15 @@ def to_html(markdown: str, workdir: epath.Path) -> str:
           'img{max-width:100%}</style></head><body>\n' + body + '</body></html>\n')
 
 
-def _parts_table(parts: dict[str, str], outcomes: dict) -> list[str]:
+def _parts_table(parts: dict[str, str], outcomes: dict, results: dict) -> list[str]:
   lines = ['| part | what | status | steps done | wall time |', '| --- | --- | --- | ---: | ---: |']
   for part, title in parts.items():
     outcome = outcomes.get(part, {'status': 'skipped'})
+    stand_in = data_stand_in(part, results)
+    status = outcome['status'] + (f', on {stand_in.split()[0]} data' if stand_in else '')
     steps = (f'{outcome["steps_done"]:,} of {outcome["steps"]:,}' if 'steps' in outcome else '')
     wall = time_budget.describe(outcome['wall_seconds']) if 'wall_seconds' in outcome else ''
-    lines.append(f'| {part} | {title} | {outcome["status"]} | {steps} | {wall} |')
+    lines.append(f'| {part} | {title} | {status} | {steps} | {wall} |')
   return lines
 
 

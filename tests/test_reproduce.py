@@ -197,6 +197,8 @@ def test_smoke_report_names_its_stand_in_data_and_finds_nothing(smoke):
                       (reproduce.PARTS['imagenet'], 'generated'),
                       (reproduce.PARTS['tables34'], 'generated')):
     assert f'## {title}, on {data} data\n\n**Data: {data} images (' in report
+  cifar = reproduce.PARTS['cifar']
+  assert f'| cifar | {cifar} | complete, on synthetic data | 48 of 48 |' in report
   assert report.count('No verdict: the nets trained on synthetic images') == 1
   assert report.count('No verdict: it compares the shallowest and deepest net') == 1
   for finding in ('degradation present', 'no degradation', 'trains better', 'not train better'):
@@ -270,12 +272,15 @@ def test_report_of_a_study_stopped_before_a_nets_first_evaluation(tmp_path):
   runs += [dict(name=name, model=name.split('_')[0], steps_done=steps, steps=12)
            for name, steps in (('resnet14_seed0', 0), ('plain8_seed0', 12))]
   results = {'cifar': dict(table=[row, finished], runs=runs, verdict=[], seeds=1, depths=[8, 14],
-                           stand_in=None)}
+                           stand_in='synthetic images (random pixels and labels), not cifar10')}
   outcomes = {'cifar': dict(status='partial', steps_done=13, steps=36, command='rerun it')}
   markdown = report.render(tmp_path, {'cifar': reproduce.PARTS['cifar']}, results, outcomes,
                            'python -m resnet_jax.reproduce --config.time_budget=1m',
                            dict(budget='1m', command='python -m resnet_jax.reproduce'))
   assert '| eval error (%) |' in markdown
+  cifar = reproduce.PARTS['cifar']
+  assert f'| cifar | {cifar} | partial, on synthetic data | 13 of 36 |' in markdown
+  assert '**Data: synthetic images (random pixels and labels), not cifar10.**' in markdown
   assert '| plain14 | partial (1 of 12 steps) | 1 | 90.00 | — | — | — |' in markdown
   assert '| resnet14 | not started (0 of 12 steps) | | — | — | | — |' in markdown
   assert ('- Finished: plain8_seed0.\n- Stopped partway: plain14_seed0 (step 1 of 12).\n'
