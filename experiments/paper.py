@@ -19,10 +19,11 @@ Variants after the colon: smoke: every part end to end on a CPU in minutes (CIFA
 8 and 14 for 12 steps on synthetic images, plain18/resnet18 for 10 steps on a generated ILSVRC
 folder: a plumbing check whose numbers mean nothing); cifar: no ImageNet parts; full: CIFAR
 depths 20, 32, 44, 56, 110.
-Overrides: --config.time_budget=6h (every run stops with a checkpoint when it is spent; the
-same command continues), --config.estimate_steps (steps timed per net for the plan's
-estimate; 0: no estimate), and each study's config under --config.cifar and --config.imagenet
-(e.g. --config.cifar.seeds=5).
+Overrides: --config.time_budget=6h (counted from the plan; every run stops with a checkpoint
+when it is spent; the report says what finished and the command that continues),
+--config.estimate_steps (steps a --dry_run times, after a warm-up, of each net with no measured
+step rate on these devices; 0: none; training runs and `bench train` measure rates too), and
+each study's config under --config.cifar and --config.imagenet (e.g. --config.cifar.seeds=5).
 
 Measured: `:smoke` on 2 CPU cores shared with other test runs (load average 9-13): 10 min 07 s
 end to end (4 min 13 s of CPU time), every part complete, a plumbing check whose numbers mean
@@ -57,7 +58,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.parts = 'table1,cifar' if 'cifar' in variants else ''
   config.time_budget = ''
-  config.estimate_steps = 1 if smoke else 5
+  config.estimate_steps = 3 if smoke else 5
   # TFDS data_dir of both studies' data (CIFAR-10 and imagenet2012), e.g. gs://bucket/tfds.
   config.data_dir = ml_collections.config_dict.placeholder(str)
   config.cifar = sibling_config(__file__, 'degradation').get_config(

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -21,6 +22,7 @@ PARAMETERS_FILE = 'parameters.txt'
 # A console line this soon after the first step, so that steps/s and the ETA show within
 # seconds rather than at the first log step (minutes away on a CPU).
 EARLY_REPORT_S = 10.0
+RECORD_RATE_EVERY_S = 60.0  # How often a run updates its measured steps/s for later plans.
 # Log lines a run's console does without: orbax reports every save at INFO, and warns twice
 # that a checkpoint opened for reading is read only; TFDS warns about each empty version folder
 # it looks in; JAX says at INFO which backends it could not load (libtpu on a CPU).
@@ -76,7 +78,15 @@ def _worth_showing(record: logging.LogRecord) -> bool:
     return True
   if '/orbax/' in record.pathname and record.levelno < logging.WARNING:
     return False
-  return not any(text in record.getMessage() for text in _QUIET_WARNINGS)
+  message = record.getMessage()
+  if record.levelno == logging.WARNING:
+    if message in _SHOWN_WARNINGS:  # Once per process: a capstone builds every net twice.
+      return False
+    _SHOWN_WARNINGS.add(message)
+  return not any(text in message for text in _QUIET_WARNINGS)
+
+
+_SHOWN_WARNINGS = set()
 
 
 def describe_run(config: ml_collections.ConfigDict, params, workdir: epath.Path,
@@ -158,12 +168,17 @@ class Progress:
   """Steps/s and the ETA: on the console after the first step (its time includes the
   compilation), once more EARLY_REPORT_S later, then at each log step, with the running train
   metrics; the values also go to the metrics. The ETA counts the evaluations still to come at
-  the last one's measured duration; steps/s leaves evaluation time out."""
+  the last one's measured duration; steps/s leaves evaluation time out. With `record_rate`,
+  passes it the steps/s of the whole segment (compilation and evaluations left out) every
+  RECORD_RATE_EVERY_S at a log step, and at the last step."""
 
-  def __init__(self, step: int, total_steps: int, eval_every_steps: int):
+  def __init__(self, step: int, total_steps: int, eval_every_steps: int,
+               record_rate: Callable[[float], None] = lambda steps_per_sec: None):
     self.total_steps = total_steps
+    self.record_rate = record_rate
+    self._trained = [0, 0.0]  # Steps and seconds of training since the first step.
     self.eval_every_steps = eval_every_steps
-    self.start = self.time = time.perf_counter()
+    self.start = self.time = self._recorded = time.perf_counter()
     self.step = step
     self._first_step_done = False
     self._early_report_due = True
@@ -195,12 +210,20 @@ class Progress:
     step before its evaluation; returns steps/s and the ETA."""
     now = time.perf_counter()
     steps_per_sec, eta = self._rate(step, now)
+    self._record(step, now, steps_per_sec)
     self.step, self.time = step, now
     self._eval_seconds_since_report = 0.0
     self._early_report_due = False
     logging.info('step %d/%d: %s; %s', step, self.total_steps, train_line,
                  _rate_text(steps_per_sec, eta))
     return {'steps_per_sec': steps_per_sec, 'eta_seconds': eta}
+
+  def _record(self, step: int, now: float, steps_per_sec: float) -> None:
+    self._trained[0] += step - self.step
+    self._trained[1] += (step - self.step) / max(steps_per_sec, 1e-9)
+    if step == self.total_steps or now - self._recorded >= RECORD_RATE_EVERY_S:
+      self._recorded = now
+      self.record_rate(self._trained[0] / max(self._trained[1], 1e-9))
 
   def _rate(self, step: int, now: float) -> tuple[float, float]:
     training_seconds = now - self.time - self._eval_seconds_since_report

@@ -1,8 +1,11 @@
 """The plan of `python -m resnet_jax.reproduce`: every training run of its parts, the steps each
-has done and has left, and the wall time they will take, estimated from a few timed steps of
-each net on this machine."""
+has done and has left, and the training time they will take, estimated from the step rates
+measured on these devices before (time_budget.measured_rate) or from steps timed after a
+warm-up, each with its range and source."""
 import dataclasses
+import statistics
 import time
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -28,16 +31,6 @@ class PlannedRun:
     return analysis.latest_checkpoint_step(self.workdir) or 0
 
 
-@dataclasses.dataclass(frozen=True)
-class Estimate:
-  """Seconds of a run's first step (mostly compiling) and of each step after it."""
-  first_step: float
-  step: float
-
-  def seconds(self, steps_left: int) -> float:
-    return 0.0 if steps_left <= 0 else self.first_step + (steps_left - 1) * self.step
-
-
 def planned_runs(studies: dict[str, ml_collections.ConfigDict],
                  workdir: epath.Path) -> list[PlannedRun]:
   """Every program of the study configs `studies` (by part), each in WORKDIR/PART/NAME."""
@@ -46,39 +39,59 @@ def planned_runs(studies: dict[str, ml_collections.ConfigDict],
           for name, run in study.planned_runs(config).items()]
 
 
-def time_steps(config: ml_collections.ConfigDict, steps: int) -> Estimate:
-  """Times the first and the next `steps` dispatches of the trainer's own train function for
-  `config`, on its real input and mesh; nothing is written."""
+def time_steps(config: ml_collections.ConfigDict, steps: int) -> time_budget.StepRate:
+  """Times `steps` dispatches of the trainer's own train function for `config`, one by one
+  after a warm-up dispatch (which compiles), on its real input and mesh; keeps their median
+  rate among the measured ones. Nothing else is written."""
   setup = train.build(config)
   state, metrics = train.initial_state(setup)
   train_fn = train.make_train_fn(setup)
-  per_dispatch = config.steps_per_dispatch
-  started = time.perf_counter()
   state, metrics, _ = jax.block_until_ready(
       train_fn(state, metrics, setup.feed.train_inputs(), True))
-  first = time.perf_counter() - started
-  started = time.perf_counter()
+  rates = []
   for _ in range(steps):
+    started = time.perf_counter()
     state, metrics, _ = jax.block_until_ready(
         train_fn(state, metrics, setup.feed.train_inputs(), False))
-  return Estimate(first, (time.perf_counter() - started) / (steps * per_dispatch))
+    rates.append(config.steps_per_dispatch / (time.perf_counter() - started))
+  median = statistics.median(rates)
+  time_budget.record_rate(time_budget.rate_key(config), median,
+                          source=f'plan timing: {time_budget.now()}')
+  return time_budget.StepRate(median, min(rates), max(rates),
+                              f'{steps} timed step{"s" * (steps > 1)} after a warm-up')
 
 
-def estimate(runs: list[PlannedRun], steps: int) -> dict[str, Estimate]:
-  """An Estimate of every run with steps left, by name (none when `steps` is 0)."""
-  if steps <= 0:
-    return {}
-  return {run.name: time_steps(run.config, steps) for run in runs
-          if run.steps_done() < run.steps}
+def estimate(runs: list[PlannedRun], timed_steps: int = 0,
+             say: Callable[[str], None] = print) -> dict[str, time_budget.StepRate]:
+  """The StepRate of every run with steps left, by name, that one was measured for (a training
+  run, `bench train` or an earlier plan, on these devices); with `timed_steps`, the others
+  are timed now, saying which."""
+  rates, unmeasured = {}, {}  # Runs without a rate by rate_key: the seeds of a net share one.
+  for run in runs:
+    if run.steps_done() < run.steps:
+      key = time_budget.rate_key(run.config)
+      rate = time_budget.measured_rate(key)
+      if rate:
+        rates[run.name] = rate
+      else:
+        unmeasured.setdefault(key, []).append(run)
+  for index, alike in enumerate(unmeasured.values() if timed_steps else (), start=1):
+    say(f'Timing {alike[0].name} ({index} of {len(unmeasured)} nets without a measured rate): '
+        f'compiling, then {timed_steps} steps...')
+    rate = time_steps(alike[0].config, timed_steps)
+    rates.update({run.name: rate for run in alike})
+  return rates
 
 
 def describe(parts: dict[str, str], skipped: dict[str, str], runs: list[PlannedRun],
-             estimates: dict[str, Estimate], timed_steps: int) -> str:
+             rates: dict[str, time_budget.StepRate]) -> str:
   """The plan as printed: each part (`parts`: title by name, in order) with its runs, steps
-  and estimated wall time, the skipped parts with why, and the total."""
+  and estimated training time with its range and the rate's source, the skipped parts with
+  why, and the total."""
   devices = jax.devices()
-  lines = [f'Plan on {len(devices)} {devices[0].device_kind} device(s):']
-  total, unestimated = 0.0, 0
+  lines = [f'Plan on {len(devices)} {devices[0].device_kind} device(s), estimated from the step '
+           f'rates measured on them ({time_budget.step_rates_file()}):']
+  total, unestimated = [0.0, 0.0, 0.0], []
   for part, title in parts.items():
     if part in skipped:
       lines.append(f'  {part}: {title}: skipped, {skipped[part]}')
@@ -88,17 +101,28 @@ def describe(parts: dict[str, str], skipped: dict[str, str], runs: list[PlannedR
       done, left = run.steps_done(), run.steps - run.steps_done()
       if not left:
         wall = 'finished'
-      elif run.name in estimates:
-        seconds = estimates[run.name].seconds(left)
-        total += seconds
-        wall = f'~{time_budget.describe(seconds)} (estimate)'
+      elif run.name in rates:
+        seconds = rates[run.name].seconds(left)
+        total = [sum(pair) for pair in zip(total, seconds)]
+        wall = f'{_duration_range(*seconds)} ({rates[run.name].describe()})'
       else:
-        unestimated += 1
-        wall = 'not estimated'
+        unestimated.append(run.name)
+        wall = 'no measured rate'
       lines.append(f'    {run.name}: {run.steps:,} steps ({done:,} done): {wall}')
-  timed = f'{timed_steps} timed step{"s" if timed_steps > 1 else ""}'
-  how = (f'an estimate from {timed} of each net on this hardware, training '
-         'only (evaluation and checkpoints not included)' if estimates else
-         'nothing estimated (--config.estimate_steps=0)' if unestimated else 'nothing to train')
-  lines.append(f'Total: ~{time_budget.describe(total)} of training: {how}.')
+  lines.append(f'Total: {_duration_range(*total)} of training, compilation and evaluations not '
+               'included (a trainer\'s ETA adds its evaluations).' if rates else
+               'Total: nothing estimated.' if unestimated else 'Total: nothing to train.')
+  if unestimated:
+    lines.append(f'Not estimated: {", ".join(unestimated)}: no rate measured on these devices '
+                 'yet. A training run keeps its rate for later plans; so does `python -m '
+                 'resnet_jax.bench train --models=NET`, and --dry_run --config.estimate_steps=5 '
+                 'times them now (compiling each net: minutes on a CPU).')
   return '\n'.join(lines)
+
+
+def _duration_range(median: float, fastest: float, slowest: float) -> str:
+  """E.g. '~23 h 15 min (19 h 02 min to 28 h 10 min)'."""
+  if time_budget.describe(fastest) == time_budget.describe(slowest):
+    return f'~{time_budget.describe(median)}'
+  return (f'~{time_budget.describe(median)} ({time_budget.describe(fastest)} to '
+          f'{time_budget.describe(slowest)})')

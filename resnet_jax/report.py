@@ -1,9 +1,11 @@
 """The report of `python -m resnet_jax.reproduce`: WORKDIR/report.md and a self-contained
 report.html (figures embedded as base64 PNG) that read top to bottom: each table beside the
-paper's numbers with the difference, each figure, each verdict with its caveats, what was
-skipped and why, the hardware, versions, wall time and steps of every part, and the command
-that reproduces each part. A partial run's numbers are shown as such, never beside the paper's
-as a difference."""
+paper's numbers with the difference, each figure with a caption of this run, each verdict
+with its caveats, the data every number came from (synthetic or generated where so, and then
+no finding), what was skipped and why, what a time budget stopped and the command that
+continues, the hardware, versions, wall time and steps of every part, and the command that
+reproduces each part. A partial run's numbers are shown as such, never beside the paper's as
+a difference."""
 import base64
 import datetime
 import importlib.metadata
@@ -22,40 +24,86 @@ REPORT_MD = 'report.md'
 REPORT_HTML = 'report.html'
 FIGURES = {'cifar': (study.FIGURE6_PNG, study.FIGURE7_PNG), 'imagenet': (study.FIGURE4_PNG,)}
 STUDY_PAPERS = {'cifar': CIFAR_TABLE6, 'imagenet': IMAGENET_TABLE2}
-FIGURE_NOTES = {'cifar': 'Figure 1: the left panel of Figure 6 (plain nets) at depths 20 and 56.',
-                'imagenet': 'Figure 4: plain nets left, ResNets right.'}
+CURVES = ('training error (dashed) and {split} error (bold) over the steps, plain nets left, '
+          'ResNets right')
+CAPTIONS = {study.FIGURE6_PNG: 'Figure 6: ' + CURVES, study.FIGURE4_PNG: 'Figure 4: ' + CURVES,
+            study.FIGURE7_PNG: "Figure 7: std of each 3x3 layer's response (after BN, before "
+                               'ReLU and addition) of the final nets on the eval images'}
+FIGURE1_DEPTHS = (20, 56)  # Figure 1 is Figure 6's left panel at these depths.
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'grain', 'numpy')
 FEW_SEEDS = 2  # Fewer seeds per net give no spread to weigh a difference against.
 
 
 def write(workdir: epath.Path, parts: dict[str, str], results: dict, outcomes: dict,
-          command: str) -> list[str]:
+          command: str, budget_stop: dict | None = None) -> list[str]:
   """Writes report.md and report.html for the parts (title by name) with their `results` and
-  `outcomes` (as reproduce records them); returns the names written."""
-  markdown = render(workdir, parts, results, outcomes, command)
+  `outcomes` (as reproduce records them), and `budget_stop` (the budget and the command that
+  continues) if a time budget stopped them; returns the names written."""
+  markdown = render(workdir, parts, results, outcomes, command, budget_stop)
   (workdir / REPORT_MD).write_text(markdown)
   (workdir / REPORT_HTML).write_text(to_html(markdown, workdir))
   return [REPORT_MD, REPORT_HTML]
 
 
 def render(workdir: epath.Path, parts: dict[str, str], results: dict, outcomes: dict,
-           command: str) -> str:
+           command: str, budget_stop: dict | None = None) -> str:
   """The report as Markdown, figures linked by their path in `workdir`."""
   lines = ['# Deep Residual Learning (He et al., 2015), reproduced', '',
            f'Written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by `{command}`. '
            'A result of a run that trained fewer steps than planned is marked *partial* and '
-           'never compared with the paper.', '', *_parts_table(parts, outcomes), '']
+           'never compared with the paper.', '', *_parts_table(parts, outcomes, results), '']
+  if budget_stop:
+    lines += _budget_stop(parts, results, outcomes, budget_stop)
   sections = {'table1': _table1, 'cifar': _study_section, 'imagenet': _study_section,
               'tables34': _tables34}
   for part, title in parts.items():
-    lines += [f'## {title}', '']
+    stand_in = data_stand_in(part, results)
+    lines += [f'## {title}' + (f', on {stand_in.split()[0]} data' if stand_in else ''), '']
     outcome = outcomes.get(part, {'status': 'skipped', 'reason': 'not run yet'})
     if outcome['status'] == 'skipped':
       lines += [f'Skipped: {outcome["reason"]}.', '']
       continue
+    if stand_in:
+      lines += [f'**Data: {stand_in}.** Every number in this section checks that the part runs '
+                'end to end; none is a result about the paper.', '']
     lines += sections[part](workdir, part, results.get(part), outcome)
     lines += [f'Reproduce this part: `{outcome["command"]}`', '']
   return '\n'.join(lines + _environment()) + '\n'
+
+
+def data_stand_in(part: str, results: dict) -> str | None:
+  """What `part`'s numbers came from in place of the paper's data set (its study's, for
+  Tables 3 and 4), None for the data set itself."""
+  study_part = 'imagenet' if part == 'tables34' else part
+  return (results.get(study_part) or {}).get('stand_in') if study_part in STUDY_PAPERS else None
+
+
+def _budget_stop(parts: dict[str, str], results: dict, outcomes: dict,
+                 budget_stop: dict) -> list[str]:
+  """What a spent time budget left finished, stopped and not started, and the command that
+  continues."""
+  finished, stopped, not_started = [], [], []
+  for part in parts:
+    outcome = outcomes.get(part, {})
+    if part not in STUDY_PAPERS and outcome.get('status') == 'partial':
+      (not_started if 'reason' in outcome else stopped).append(
+          f'{part} ({outcome.get("reason", "some evaluations missing")})')
+    for run in (results.get(part) or {}).get('runs', []) if part in STUDY_PAPERS else []:
+      done, planned = run['steps_done'], run['steps']
+      if done == planned:
+        finished.append(run['name'])
+      elif done:
+        stopped.append(f'{run["name"]} (step {done:,} of {planned:,})')
+      else:
+        not_started.append(run['name'])
+  return ['## Stopped by the time budget', '',
+          f'The time budget (--config.time_budget={budget_stop["budget"]}) was spent before every '
+          'part finished; each run stopped with a checkpoint at a step boundary.', '',
+          f'- Finished: {", ".join(finished) or "none"}.',
+          f'- Stopped partway: {", ".join(stopped) or "none"}.',
+          f'- Not started: {", ".join(not_started) or "none"}.', '',
+          f'Continue (finished runs are not redone): `{budget_stop["command"]}`, or the same '
+          'command with a new --config.time_budget.', '']
 
 
 def to_html(markdown: str, workdir: epath.Path) -> str:
@@ -73,13 +121,15 @@ def to_html(markdown: str, workdir: epath.Path) -> str:
           'img{max-width:100%}</style></head><body>\n' + body + '</body></html>\n')
 
 
-def _parts_table(parts: dict[str, str], outcomes: dict) -> list[str]:
+def _parts_table(parts: dict[str, str], outcomes: dict, results: dict) -> list[str]:
   lines = ['| part | what | status | steps done | wall time |', '| --- | --- | --- | ---: | ---: |']
   for part, title in parts.items():
     outcome = outcomes.get(part, {'status': 'skipped'})
+    stand_in = data_stand_in(part, results)
+    status = outcome['status'] + (f', on {stand_in.split()[0]} data' if stand_in else '')
     steps = (f'{outcome["steps_done"]:,} of {outcome["steps"]:,}' if 'steps' in outcome else '')
     wall = time_budget.describe(outcome['wall_seconds']) if 'wall_seconds' in outcome else ''
-    lines.append(f'| {part} | {title} | {outcome["status"]} | {steps} | {wall} |')
+    lines.append(f'| {part} | {title} | {status} | {steps} | {wall} |')
   return lines
 
 
@@ -101,34 +151,54 @@ def _table1(workdir, part, rows: list[dict], outcome) -> list[str]:
 def _study_section(workdir, part, result: dict, outcome) -> list[str]:
   paper = STUDY_PAPERS[part]
   if not result or not result['table']:
-    return ['No results yet: no run has logged a step.', *_run_steps(result), '']
-  steps_by_model = {}
-  for run in result['runs']:
-    done, planned = steps_by_model.get(run['model'], (0, 0))
-    steps_by_model[run['model']] = (done + run['steps_done'], planned + run['steps'])
+    return ['No results yet: no run reached its first log step.', *_run_steps(result), '']
   eval_split = next((row['eval_split'] for row in result['table'] if row['eval_split']), 'eval')
   lines = [f'| net | status | seeds | train error (%) | {eval_split} error (%) | {paper.column} '
            '| difference (points) |', '| --- | --- | ---: | ---: | ---: | ---: | ---: |']
-  for row in result['table']:
-    done, planned = steps_by_model.get(row['model'], (row['step'], row['step']))
+  rows = {row['model']: row for row in result['table']}
+  for model, (done, planned) in _steps_by_model(result['runs']).items():
+    row = rows.get(model)
+    if row is None:
+      lines.append(f'| {model} | not started (0 of {planned:,} steps) | | — | — | | — |')
+      continue
     ours, theirs = row['eval_error_mean'], row['paper_test_error']
     difference = _difference(ours, theirs, done, planned, paper)
-    lines.append(f'| {row["model"]} | {_status(done, planned)} | {row["seeds"]} | '
+    lines.append(f'| {model} | {_status(done, planned)} | {row["seeds"]} | '
                  f'{mean_std(row["train_error_mean"], row["train_error_std"])} | '
                  f'{mean_std(row["eval_error_mean"], row["eval_error_std"])} | '
                  f'{"—" if is_missing(theirs) else f"{theirs:.2f}"} | {difference} |')
   lines += ['', _comparable_note(paper), *filter(None, [paper.eval_note]), '']
-  for name in FIGURES[part]:
-    if (workdir / part / name).exists():
-      lines += [f'![{name}]({part}/{name})', '']
-  lines += [FIGURE_NOTES[part], '']
+  lines += _figures(workdir, part, result, eval_split)
   lines += ['**Verdict** (final training errors):', '']
-  lines += [f'- {sentence}' for sentence in result['verdict'] or
-            ['needs two depths of a family to compare.']]
+  lines += [f'- {sentence}' for sentence in result['verdict']]
   if result['seeds'] < FEW_SEEDS:
     lines.append(f'- Too few seeds: {result["seeds"]} run per net, so no spread to weigh a '
                  f'difference against; add seeds with --config.{part}.seeds=5.')
   return lines + ['', *_run_steps(result), '']
+
+
+def _steps_by_model(runs: list[dict]) -> dict[str, tuple[int, int]]:
+  """(steps done, steps planned) over each net's runs, in the plan's order."""
+  steps = {}
+  for run in runs:
+    done, planned = steps.get(run['model'], (0, 0))
+    steps[run['model']] = (done + run['steps_done'], planned + run['steps'])
+  return steps
+
+
+def _figures(workdir, part: str, result: dict, eval_split: str) -> list[str]:
+  """The study's figures, each captioned with what this run trained."""
+  depths = result.get('depths', [])  # Absent from the results of an older version.
+  trained = (f'this run: depths {", ".join(map(str, depths))}, {result["seeds"]} '
+             f'seed{"s" * (result["seeds"] > 1)} each, {result.get("stand_in") or "the real data"}')
+  lines = []
+  for name in FIGURES[part]:
+    if (workdir / part / name).exists():
+      caption = f'{CAPTIONS[name].format(split=eval_split)} ({trained}).'
+      if name == study.FIGURE6_PNG and set(FIGURE1_DEPTHS) <= set(depths):
+        caption += ' Its left panel at depths 20 and 56 is Figure 1.'
+      lines += [f'![{name}]({part}/{name})', '', f'*{caption}*', '']
+  return lines
 
 
 def _run_steps(result: dict | None) -> list[str]:
@@ -139,6 +209,8 @@ def _run_steps(result: dict | None) -> list[str]:
 
 
 def _tables34(workdir, part, rows: list[dict], outcome) -> list[str]:
+  if not rows:
+    return [f'Nothing tested: {outcome.get("reason", "no trained ImageNet nets")}.', '']
   lines = ['| net | test | status | top-1 error (%) | paper | difference | top-5 error (%) | '
            'paper | difference |', '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |']
   for row in rows:

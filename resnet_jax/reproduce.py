@@ -3,11 +3,13 @@ this codebase reproduces (experiments/paper.py lists the parts and variants).
 
   python -m resnet_jax.reproduce --config=experiments/paper.py --workdir=/tmp/paper [--dry_run]
 
-It prints the plan first (every run, its steps and an estimate of its wall time, from a few
-timed steps of each net), then runs the parts in WORKDIR/cifar and WORKDIR/imagenet (the study
+It prints the plan first (every run, its steps and an estimate of its training time from the
+step rates measured on these devices before, with their range and source; --dry_run then times
+the nets without one), then runs the parts in WORKDIR/cifar and WORKDIR/imagenet (the study
 folders, which the analysis notebook reads) and writes WORKDIR/report.md and report.html. With
---config.time_budget=6h, every run stops with a checkpoint when it is spent (exit status 45) and
-the report marks what is partial; the same command continues. Finished runs and evaluations are
+--config.time_budget=6h (counted from the plan), every run stops with a checkpoint when it is
+spent (exit status 45) and the report says what finished, what did not, and the command that
+continues. Finished runs and evaluations are
 never redone.
 """
 import copy
@@ -77,10 +79,12 @@ def imagenet_data_configured(imagenet: ml_collections.ConfigDict) -> bool:
               or data.data_dir)
 
 
-def part_command(command: list[str], parts: str) -> str:
-  """`command` (the reproduce command line) running only `parts`."""
-  kept = [arg for arg in command if not arg.startswith('--config.parts=')]
-  return shlex.join(kept + [f'--config.parts={parts}'])
+def part_command(command: list[str], parts: str | None = None) -> str:
+  """`command` (the reproduce command line) without its time budget, running only `parts`
+  (all of the command's, without them)."""
+  dropped = ('--config.time_budget=', '--config.parts=') if parts else ('--config.time_budget=',)
+  kept = [arg for arg in command if not arg.startswith(dropped)]
+  return shlex.join(kept + ([f'--config.parts={parts}'] if parts else []))
 
 
 def reproduce(config: ml_collections.ConfigDict, workdir: str, command: list[str] = (),
@@ -89,17 +93,22 @@ def reproduce(config: ml_collections.ConfigDict, workdir: str, command: list[str
   each part's outcome. `command` is the command line, quoted in the report."""
   workdir = epath.Path(workdir)
   command = list(command) or ['python', '-m', 'resnet_jax.reproduce']
-  deadline = time_budget.Deadline(time_budget.parse_budget(config.time_budget))
+  budget = time_budget.parse_budget(config.time_budget)
   parts, skipped = select_parts(config, command)
-  train_data = not dry_run or config.estimate_steps > 0
-  studies = {part: _study_config(config, part, workdir, train_data) for part in STUDY_PARTS
+  timed_steps = config.estimate_steps if dry_run else 0
+  studies = {part: _study_config(config, part, workdir, not dry_run or timed_steps > 0)
+             for part in STUDY_PARTS
              if part in parts or (part == 'imagenet' and 'tables34' in parts)}
   runs = plan.planned_runs(studies, workdir)
   trained = [run for run in runs if run.part in parts]
-  estimates = plan.estimate(trained, config.estimate_steps)
-  print(plan.describe(PARTS, skipped, trained, estimates, config.estimate_steps), flush=True)
+  rates = plan.estimate(trained)
+  print(plan.describe(PARTS, skipped, trained, rates), flush=True)
   if dry_run:
+    timed = plan.estimate(trained, timed_steps, say=functools.partial(print, flush=True))
+    if len(timed) > len(rates):
+      print(plan.describe(PARTS, skipped, trained, timed), flush=True)
     return {}
+  deadline = time_budget.Deadline(budget)  # The budget trains; imports and the plan are free.
   results, outcomes = _read_json(workdir / RESULTS_JSON), _read_json(workdir / PARTS_JSON)
   context = _Context(config, workdir, deadline, studies, runs)
   for part in parts:
@@ -111,14 +120,17 @@ def reproduce(config: ml_collections.ConfigDict, workdir: str, command: list[str
   for part, reason in skipped.items():
     if outcomes.get(part, {}).get('status') in (None, 'skipped'):
       outcomes[part] = {'status': 'skipped', 'reason': reason}
+  stopped = any(outcomes[part]['status'] == 'partial' for part in parts)
+  budget_stop = ({'budget': config.time_budget, 'command': part_command(command)}
+                 if stopped else None)
   if jax.process_index() == 0:
     (workdir / RESULTS_JSON).write_text(json.dumps(results, indent=1))
     (workdir / PARTS_JSON).write_text(json.dumps(outcomes, indent=1))
-    written = report.write(workdir, PARTS, results, outcomes, shlex.join(command))
+    written = report.write(workdir, PARTS, results, outcomes, shlex.join(command), budget_stop)
     print(f'Wrote {", ".join(written)} to {workdir}.', flush=True)
-  if any(outcomes[part]['status'] == 'partial' for part in parts):
-    raise OutOfTime('Time budget spent: the report marks the partial results; rerun the same '
-                    'command to continue.')
+  if stopped:
+    raise OutOfTime(f'Time budget spent: {workdir / report.REPORT_MD} says what finished and '
+                    f'what did not; `{part_command(command)}` continues.')
   return outcomes
 
 
@@ -160,13 +172,12 @@ def _run_table1(context: _Context, part: str):
 def _run_study(context: _Context, part: str):
   """Trains the study's runs within the budget left, then writes its results."""
   study_config, study_dir = context.studies[part], context.workdir / part
-  remaining = context.deadline.remaining()
-  if remaining is not None:
-    study_config.time_budget = f'{max(remaining, 0):.0f}s'
-  study.train_runs(study_config, study_dir)
+  study.train_runs(study_config, study_dir, context.deadline)
   progress = [{'name': run.name, 'model': run.config.model, 'steps_done': run.steps_done(),
                'steps': run.steps} for run in context.runs_of(part)]
-  result = {'runs': progress, 'table': [], 'verdict': [], 'seeds': study_config.seeds}
+  result = {'runs': progress, 'table': [], 'verdict': [], 'seeds': study_config.seeds,
+            'depths': list(study_config.depths),
+            'stand_in': analysis.stand_in_data(study_config.base.to_dict())}
   if any(path.stat().length for path in study_dir.glob(f'*/{METRICS_FILE}')):
     result['verdict'] = study.write_results(study_config, study_dir)
     result['table'] = _records(pd.read_csv(study_dir / study.RESULTS_CSV))
@@ -178,8 +189,9 @@ def _run_tables34(context: _Context, part: str):
   rows, missing = [], 0
   trained = [run for run in context.runs_of('imagenet') if run.steps_done()]
   if not trained:
-    return [], {'status': 'skipped',
-                'reason': 'no trained ImageNet nets yet: run the imagenet part first'}
+    why = ('the time budget was spent before an ImageNet net trained a step' if
+           context.deadline.passed() else 'no trained ImageNet nets yet: run the imagenet part')
+    return [], {'status': 'partial' if context.deadline.passed() else 'skipped', 'reason': why}
   tables34 = context.config[part]
   for run in trained:
     for mode in tables34.modes:

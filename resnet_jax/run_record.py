@@ -61,20 +61,29 @@ def config_changes(old: dict, new: dict) -> dict[str, str]:
           if old.get(key, _ABSENT) != new.get(key, _ABSENT)}
 
 
-def check_resume(workdir: epath.Path, config: ml_collections.ConfigDict, resumes: bool) -> None:
+def check_resume(workdir: epath.Path, config: ml_collections.ConfigDict,
+                 trained_step: int | None) -> None:
   """Raises ConfigError when `config` changes what the run in `workdir` was trained with
-  (`resumes`: the workdir holds a trained state), unless config.allow_config_change."""
-  recorded = _latest_config(workdir) if resumes else None
+  (`trained_step`: its latest checkpoint's step, None before the first), unless
+  config.allow_config_change; for a finished run, says there is nothing to train on."""
+  recorded = _latest_config(workdir) if trained_step is not None else None
   if recorded is None or config.allow_config_change:
     return
   refused = {key: change for key, change in config_changes(recorded, _as_json(config)).items()
              if changes_training(key)}
-  if refused:
+  if not refused:
+    return
+  if trained_step >= config.num_train_steps:
     raise ConfigError(
-        f'{workdir} holds a run trained with other values of keys that change what is trained:\n'
-        f'{_listed(refused)}\nNothing was changed. Resume with the old values (left of each '
-        'arrow), train the new ones in a new --workdir, or pass --config.allow_config_change=true '
-        f'to train this run on with them (recorded in {workdir / HISTORY_FILE}).')
+        f'{workdir} holds a run that finished at step {trained_step:,}, trained with other '
+        f'values of keys that change what is trained:\n{_listed(refused)}\nNothing was '
+        'changed. Train the new values in a new --workdir (this run has no steps left to train '
+        'them on).')
+  raise ConfigError(
+      f'{workdir} holds a run trained with other values of keys that change what is trained:\n'
+      f'{_listed(refused)}\nNothing was changed. Resume with the old values (left of each '
+      'arrow), train the new ones in a new --workdir, or pass --config.allow_config_change=true '
+      f'to train this run on with them (recorded in {workdir / HISTORY_FILE}).')
 
 
 def record_segment(workdir: epath.Path, config: ml_collections.ConfigDict, step: int,

@@ -40,7 +40,7 @@ FIGURE6_PNG = 'figure6.png'
 FIGURE4_PNG = 'figure4.png'  # Figure 6's error curves for ImageNet nets.
 CURVES_PNG = {'cifar': FIGURE6_PNG, 'imagenet': FIGURE4_PNG}
 FIGURE7_PNG = 'figure7.png'
-GENERATED_IMAGES = 'generated_images'  # The ILSVRC folder of config.generated_images.
+GENERATED_IMAGES = analysis.GENERATED_IMAGES  # The ILSVRC folder of config.generated_images.
 FAMILIES = ('plain', 'resnet')
 STUDIED_NETS = {'cifar': 'CIFAR nets of depth 6n+2 (20, 32, 44, 56, 110, ...)',
                 'imagenet': 'ImageNet nets of depth 18, 34, 50, 101 or 152'}
@@ -125,12 +125,13 @@ def is_finished(workdir: epath.Path, config: ml_collections.ConfigDict) -> bool:
           and analysis.latest_checkpoint_step(workdir) == config.num_train_steps)
 
 
-def train_runs(config: ml_collections.ConfigDict, study_dir: epath.Path) -> bool:
+def train_runs(config: ml_collections.ConfigDict, study_dir: epath.Path,
+               deadline: time_budget.Deadline | None = None) -> bool:
   """Trains every planned program that has not finished, saying which it trains or skips;
-  with a `time_budget`, until it is spent (each run stops with a checkpoint). Returns whether
-  every program finished."""
+  until the `deadline` (the capstone's), or else the study's `time_budget`, is passed (each
+  run stops with a checkpoint). Returns whether every program finished."""
   runs = planned_runs(config)
-  deadline = time_budget.Deadline(time_budget.parse_budget(config.get('time_budget')))
+  deadline = deadline or time_budget.Deadline(time_budget.parse_budget(config.get('time_budget')))
   finished = True
   for index, (name, run) in enumerate(runs.items(), start=1):
     workdir = study_dir / name
@@ -151,10 +152,8 @@ def train_runs(config: ml_collections.ConfigDict, study_dir: epath.Path) -> bool
       finished = False
       continue
     print(f'{progress} {start} to step {run.num_train_steps}{seeds} in {workdir}', flush=True)
-    if remaining is not None:
-      run.time_budget = f'{remaining:.0f}s'
     try:
-      train.train_and_evaluate(run, str(workdir))
+      train.train_and_evaluate(run, str(workdir), deadline)
     except OutOfTime as stopped:
       print(f'{progress} {stopped}', flush=True)
       finished = False
@@ -200,7 +199,7 @@ def write_results(config: ml_collections.ConfigDict, study_dir: epath.Path) -> l
   paper = analysis.PAPER_RESULTS[dataset]
   runs = analysis.load_study(study_dir)
   table = analysis.summarize(analysis.final_errors(runs), paper)
-  verdict = analysis.verdict(table, paper)
+  verdict = analysis.verdict(table, paper, analysis.runs_stand_in(runs))
   # Figure 7 measures the nets on CIFAR's in-memory eval images; the streamed input has none.
   responses = (layer_responses(runs, config.figure7.num_images, config.figure7.batch_size)
                if dataset == 'cifar' else None)
@@ -260,8 +259,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   else:
     print(f'Wrote {RESULTS_MD}, {RESULTS_CSV} and {CURVES_PNG[dataset]} to {study_dir}; no '
           f'{FIGURE7_PNG} (layer responses are measured on CIFAR nets only).')
-  print('Verdict (final training error):' if verdict else
-        'Verdict: needs two depths of a family to compare.')
+  print('Verdict (final training error):')
   for sentence in verdict:
     print(f'  {sentence}')
   if not finished:

@@ -167,14 +167,16 @@ def make_eval_fn(setup: Setup):
                  out_shardings=sharding.replicated(setup.mesh))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       deadline: time_budget.Deadline | None = None) -> dict:
   """Trains `config.model` for `config.num_train_steps`, resuming from `workdir`, which no
   other trainer may use meanwhile.
 
   Returns the last logged metrics by split (a list of one dict per replica when
-  `num_replicas` > 1). With a `time_budget` ('6h'), stops with a checkpoint once it is spent.
+  `num_replicas` > 1). With a `deadline` (a study's), or else a `time_budget` ('6h'), stops
+  with a checkpoint once it is passed.
   """
-  deadline = time_budget.Deadline(time_budget.parse_budget(config.get('time_budget')))
+  deadline = deadline or time_budget.Deadline(time_budget.parse_budget(config.get('time_budget')))
   workdir = epath.Path(workdir)
   config_checks.validate(config)
   config_checks.check_workdir(workdir)
@@ -198,7 +200,7 @@ def _resume_and_train(setup: Setup, workdir: epath.Path, checkpoint_bytes: int,
       fingerprint=checkpoints.model_fingerprint(config.model, setup.abstract_state.params),
       overwrite=config.overwrite, bytes_per_save=checkpoint_bytes)
   with contextlib.closing(ckpt):
-    run_record.check_resume(workdir, config, resumes=ckpt.latest_step() is not None)
+    run_record.check_resume(workdir, config, trained_step=ckpt.latest_step())
     state, train_metrics = ckpt.restore_latest(
         initial_state(setup),
         restore_data_state=setup.feed.restore_data_state if setup.feed.streamed else None)
@@ -217,7 +219,10 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
   config = setup.config
   train_fn, evaluate = make_train_fn(setup), make_evaluator(setup)
   schedule = optim.learning_rate_schedule(config.optimizer, config.batch_size)
-  progress = console.Progress(step, config.num_train_steps, config.eval_every_steps)
+  progress = console.Progress(
+      step, config.num_train_steps, config.eval_every_steps, record_rate=functools.partial(
+          time_budget.record_rate, time_budget.rate_key(config),
+          source=f'training run: {logger.workdir}'))
   preemption = PreemptionWatcher()
   guard = NonFiniteGuard(config.on_nonfinite, ckpt, schedule, config.steps_per_dispatch)
 

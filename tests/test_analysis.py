@@ -176,6 +176,25 @@ def test_verdict_sees_no_degradation_and_no_residual_improvement():
                                     'better')
 
 
+@pytest.mark.parametrize('data, stand_in', [
+    ({'source': 'synthetic', 'name': 'cifar10'}, 'synthetic images (random pixels and labels), '
+     'not cifar10'),
+    ({'source': 'folder', 'name': 'imagenet2012', 'path': '/tmp/paper/imagenet/generated_images'},
+     'generated images (a folder of random images of a few classes), not imagenet2012'),
+    ({'source': 'folder', 'name': 'imagenet2012', 'path': '/data/ILSVRC'}, None),
+    ({'source': 'archive', 'name': 'cifar10'}, None)])
+def test_a_verdict_on_stand_in_data_is_no_finding(data, stand_in):
+  assert analysis.stand_in_data({'data': data}) == stand_in
+  table = results_table({'plain20': 9.1, 'plain56': 12.3}).assign(step=64_000)
+  sentences = analysis.verdict(table, stand_in=analysis.stand_in_data({'data': data}))
+  if stand_in:
+    assert sentences == [f'No verdict: the nets trained on {stand_in}. The final training errors '
+                         'only show that the study runs end to end:',
+                         'plain56 train error 12.30%, plain20 9.10%']
+  else:
+    assert sentences == ['plain56 train error 12.30% > plain20 9.10%: degradation present']
+
+
 def test_verdict_compares_the_shallowest_and_deepest_nets_of_each_family():
   comparisons = analysis.compare_depths(results_table(
       {'resnet20': 8.0, 'resnet110': 4.0, 'resnet56': 9.0, 'plain32': 1.0}))

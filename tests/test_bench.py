@@ -81,6 +81,16 @@ def test_bench_help_exits_zero_naming_the_commands():
   assert all(f'  {command} ' in result.stdout for command in ('train', 'compile', 'data'))
 
 
+@pytest.mark.parametrize('flags', [train_step._train_flags, train_step.compile_main])
+def test_every_flag_of_bench_train_and_compile_has_help(flags, capsys):
+  with pytest.raises(SystemExit):
+    flags(['--help'])
+  lines = capsys.readouterr().out.split('options:\n')[1].splitlines()
+  for line, following in zip(lines, lines[1:] + ['']):
+    if line.startswith('  -'):  # Its help follows on the line, or on the next one, indented.
+      assert re.search(r'\S {2,}\S', line.strip()) or following.startswith(' ' * 20), line
+
+
 def test_bench_data_says_what_it_times_and_reports_each_step():
   result = _bench('data', '--limit', '20', '--workers', '1')
   assert result.returncode == 0, result.stderr

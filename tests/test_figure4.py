@@ -58,11 +58,13 @@ def test_verdict_weighs_the_steps_against_figure4s_schedule():
                         'model': ['plain18', 'plain34', 'resnet18', 'resnet34'],
                         'train_error_mean': [30.0, 32.0, 29.0, 26.0], 'step': [20] * 4})
   too_few, plain, resnet = analysis.verdict(table, analysis.IMAGENET_TABLE2)
-  assert too_few.startswith('Too few steps to mean anything: the nets trained 20 steps, the '
-                            'paper 600,000 (Figure 4), and a verdict needs at least 150,000')
+  assert too_few.startswith('No verdict: they trained 20 steps, the paper 600,000 (Figure 4), '
+                            'and a verdict needs at least 150,000')
+  assert (plain, resnet) == ('plain34 train error 32.00%, plain18 30.00%',
+                             'resnet34 train error 26.00%, resnet18 29.00%')
+  plain, resnet = analysis.verdict(table.assign(step=150_000), analysis.IMAGENET_TABLE2)
   assert plain.endswith('degradation present')
   assert resnet.endswith('the deeper residual net trains better')
-  assert len(analysis.verdict(table.assign(step=150_000), analysis.IMAGENET_TABLE2)) == 2
 
 
 def test_notebook_shows_table2_and_figure4_of_an_imagenet_study(tmp_path, run_notebook):
@@ -92,7 +94,8 @@ def test_smoke_study_through_the_command_line(tmp_path):
   assert 'Wrote results.md, results.csv and figure4.png' in result.stdout
   assert 'no figure7.png' in result.stdout
   # One depth: nothing to compare (the verdict's sentences: test_verdict_weighs_the_steps...).
-  assert 'Verdict: needs two depths of a family to compare.' in result.stdout
+  assert ('No verdict: it compares the shallowest and deepest net of a family, and these runs '
+          'have one depth (18)') in result.stdout
 
   table = pd.read_csv(study_dir / study.RESULTS_CSV)
   assert list(table.model) == ['plain18', 'resnet18']

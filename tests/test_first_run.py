@@ -108,6 +108,20 @@ def test_the_eta_counts_the_evaluations_to_come(monkeypatch):
   assert reported['eta_seconds'] == pytest.approx(80 / 0.5 + 9 * 30)
 
 
+def test_a_run_keeps_the_step_rate_of_its_segment_for_later_plans(monkeypatch):
+  # Start, step 10 (compiled), step 20 at 20 s, 90 s (a minute on: recorded), 100 s, 130 s.
+  clock = iter([0.0, 10.0, 20.0, 90.0, 100.0, 130.0])
+  monkeypatch.setattr(console.time, 'perf_counter', lambda: next(clock))
+  recorded = []
+  progress = console.Progress(0, 60, eval_every_steps=100, record_rate=recorded.append)
+  progress.tick(10)
+  progress.report(20, 'train')  # 10 steps in 10 s, 20 s after the start: not recorded yet.
+  progress.report(40, 'train')  # 30 steps in 80 s.
+  progress.report(50, 'train')
+  progress.report(60, 'train')  # The last step: 50 steps in 120 s.
+  assert recorded == [pytest.approx(30 / 80), pytest.approx(50 / 120)]
+
+
 @pytest.mark.parametrize('path, level, message, shown', [
     ('/site-packages/orbax/checkpoint/x.py', logging.INFO, 'Saving step 30', False),
     ('/site-packages/orbax/checkpoint/x.py', logging.WARNING, 'Given directory is read only: x',
@@ -124,12 +138,20 @@ def test_library_chatter_stays_off_the_console(path, level, message, shown):
   assert console._worth_showing(record) is shown  # pylint: disable=protected-access
 
 
+def test_a_warning_shows_once_per_process():
+  def shown(batch_size):
+    record = logging.LogRecord('absl', logging.WARNING, '/resnet_jax/evaluate.py', 1,
+                               'eval.batch_size=%d holds 16.0x the pixels', (batch_size,), None)
+    return console._worth_showing(record)  # pylint: disable=protected-access
+  assert [shown(116), shown(116), shown(132)] == [True, False, True]
+
+
 @pytest.mark.parametrize('steps, warned', [(30, True), (64_000, False)])
 def test_a_verdict_from_too_few_steps_says_so(steps, warned):
   table = pd.DataFrame({'family': ['plain', 'plain'], 'depth': [8, 14],
                         'model': ['plain8', 'plain14'], 'step': [steps, steps],
                         'train_error_mean': [80.0, 85.0]})
   sentences = analysis.verdict(table)
-  assert sentences[-1].endswith('degradation present')
-  assert sentences[0].startswith('Too few steps to mean anything: the nets trained 30 ') is warned
+  assert sentences[-1].endswith('degradation present') is not warned
+  assert sentences[0].startswith('No verdict: they trained 30 steps, the paper 64,000') is warned
   assert len(sentences) == 1 + warned

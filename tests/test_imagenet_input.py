@@ -266,7 +266,7 @@ def test_the_data_directory_is_never_written(tmp_path):
   assert listing() == before
 
 
-def test_unreadable_file_is_named_or_stood_in_for(tmp_path):
+def test_unreadable_file_is_named_or_stood_in_for(tmp_path, caplog):
   root = make_tree(tmp_path / 'data', {'train': 2, 'val': 1})
   (root / 'train' / 'n02' / 'n02_1.JPEG').write_bytes(b'not an image')
   (root / 'val' / 'n01' / 'n01_0.JPEG').write_bytes(encoded(smooth_image(20, 20, 0))[:300])
@@ -279,6 +279,11 @@ def test_unreadable_file_is_named_or_stood_in_for(tmp_path):
     list(data.eval_iterator('center', 3, 0, 1))
   skipping = imagenet.open_streamed(config | dict(skip_unreadable=True))
   batches = take(skipping.train_iterator(0, 6, 0, 1), 4)
+  skipped = [record.getMessage() for record in caplog.records if 'Skipping' in record.getMessage()]
+  # The file and what is wrong with it, not the advice to skip it that the run already took.
+  assert {message.split(': ', 1)[1].split(' (')[0] for message in skipped} == {
+      f'{root / "train" / "n02" / "n02_1.JPEG"} is not a readable image'}
+  assert not any('skip_unreadable=True' in message for message in skipped)
   # A batch is an epoch of the 6 images: the broken one is stood in for once in each.
   assert [int(batch['unreadable'].sum()) for batch in batches] == [1, 1, 1, 1]
   assert_same_batches(batches, take(skipping.train_iterator(0, 6, 0, 1), 4))

@@ -1,9 +1,12 @@
 """The whole paper in one command (resnet_jax.reproduce): its plan, its bad-input messages, time
 budgets, and `:smoke` end to end through the command line: the report, an interrupted and
 rerun command, a budget that stops the runs and a rerun that finishes them."""
+import dataclasses
 import json
 import os
 import pathlib
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,7 +15,7 @@ import time
 import pytest
 
 import paper
-from resnet_jax import analysis, report, reproduce, time_budget, train
+from resnet_jax import analysis, plan, report, reproduce, study, time_budget, train
 from resnet_jax.errors import ConfigError, OutOfTime
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -63,6 +66,45 @@ def test_dry_run_plans_every_part_and_writes_nothing(tmp_path, capsys):
   assert not (tmp_path / 'paper').exists()
 
 
+def test_plan_estimates_from_measured_rates_with_their_range_and_source(
+    tmp_path, capsys, monkeypatch):
+  monkeypatch.setenv('RESNET_JAX_STEP_RATES', str(tmp_path / 'rates.json'))
+  config = paper.get_config()
+  config.estimate_steps = 0
+  key = time_budget.rate_key(study.run_config(config.cifar, 'resnet20', seed=0))
+  for workdir, steps_per_sec in (('/a', 0.8), ('/b', 1.0), ('/a', 0.5)):  # /a measured twice.
+    time_budget.record_rate(key, steps_per_sec, source=f'training run: {workdir}')
+  time_budget.record_rate(key, 1.2, source='bench train: today')
+  reproduce.reproduce(config, str(tmp_path / 'paper'), dry_run=True)
+  printed = capsys.readouterr().out
+  # 64k steps at the median of 0.5, 1.0 and 1.2 steps/s (/a replaced), the fastest, the slowest.
+  assert ('resnet20_seed0: 64,000 steps (0 done): ~17 h 47 min (14 h 49 min to 35 h 33 min) '
+          '(median of 3 measured rates (2 training runs, 1 bench train), 0.5-1.2 steps/s)'
+          ) in printed
+  assert 'plain20_seed0: 64,000 steps (0 done): no measured rate' in printed
+  assert 'Not estimated: plain20_seed0, plain56_seed0, resnet56_seed0: no rate measured' in printed
+  assert not (tmp_path / 'paper').exists()
+
+
+def test_a_dry_run_times_each_net_without_a_rate_once_and_keeps_its_rate(
+    tmp_path, monkeypatch):
+  monkeypatch.setenv('RESNET_JAX_STEP_RATES', str(tmp_path / 'rates.json'))
+  config = paper.get_config('smoke')
+  plain8 = plan.planned_runs({'cifar': config.cifar}, tmp_path / 'paper')[0]
+  runs = [plain8, dataclasses.replace(plain8, name='plain8_seed1')]  # One net, one rate.
+  said = []
+  rates = plan.estimate(runs, timed_steps=2, say=said.append)
+  assert said == ['Timing plain8_seed0 (1 of 1 nets without a measured rate): compiling, then 2 '
+                  'steps...']
+  assert rates['plain8_seed0'] is rates['plain8_seed1']
+  assert rates['plain8_seed0'].source == '2 timed steps after a warm-up'
+  assert rates['plain8_seed0'].slowest <= rates['plain8_seed0'].median
+  kept = plan.estimate(runs)  # Read back: nothing timed.
+  assert kept['plain8_seed0'].median == rates['plain8_seed0'].median
+  assert kept['plain8_seed0'].source == 'one measured rate (1 plan timing)'
+  assert not (tmp_path / 'paper').exists()
+
+
 def test_default_plan_skips_imagenet_without_data_and_says_how_to_run_it(tmp_path, capsys):
   config = paper.get_config()
   config.estimate_steps = 0
@@ -94,6 +136,16 @@ def test_bad_input_is_one_message_and_exit_status_2(tmp_path, flags, message):
   assert sorted(os.listdir(tmp_path)) == ['kept.txt'] and kept.read_text() == 'earlier results'
 
 
+def test_the_commands_in_the_report_drop_the_budget_and_keep_the_rest():
+  command = ['python', '-m', 'resnet_jax.reproduce', '--workdir=/p', '--config.parts=table1,cifar',
+             '--config.time_budget=40s', '--config.cifar.seeds=2']
+  kept = 'python -m resnet_jax.reproduce --workdir=/p'
+  assert reproduce.part_command(command) == (f'{kept} --config.parts=table1,cifar '
+                                             '--config.cifar.seeds=2')
+  assert reproduce.part_command(command, 'cifar') == (f'{kept} --config.cifar.seeds=2 '
+                                                      '--config.parts=cifar')
+
+
 def test_a_run_stops_with_a_checkpoint_when_its_budget_is_spent(tmp_path):
   config = paper.get_config('smoke').cifar.base
   config.update(model='resnet8', time_budget='0s', log_every_steps=2, eval_every_steps=4,
@@ -119,7 +171,6 @@ def smoke(tmp_path_factory):
 def test_smoke_prints_the_plan_first_then_reports_every_part(smoke):
   workdir, result = smoke
   assert result.stdout.startswith('Plan on ')
-  assert 'training: an estimate from 1 timed step of each net on this hardware' in result.stdout
   outcomes = json.loads((workdir / reproduce.PARTS_JSON).read_text())
   assert {part: outcome['status'] for part, outcome in outcomes.items()} == {
       part: 'complete' for part in reproduce.PARTS}
@@ -129,13 +180,30 @@ def test_smoke_prints_the_plan_first_then_reports_every_part(smoke):
     assert f'## {title}' in report
   for line in ('| resnet50 | 50 | 25.6M | 3.86×10⁹ | 3.8×10⁹ | +1.5% |',
                '![figure6.png](cifar/figure6.png)', '![figure4.png](imagenet/figure4.png)',
-               'Too few steps to mean anything', 'Too few seeds: 1 run per net',
-               '## Hardware and versions', '--config.parts=tables34`'):
+               'Too few seeds: 1 run per net', '## Hardware and versions',
+               '--config.parts=tables34`'):
     assert line in report
+  assert 'depths 8, 14, 1 seed each, synthetic images' in report
+  assert 'is Figure 1' not in report  # Figure 1 shows depths 20 and 56.
   numbers = report_numbers(workdir)
   assert [row['net'] for row in numbers['tables34']] == ['plain18', 'plain18', 'resnet18',
                                                          'resnet18']
   assert {row['paper_top1_error'] for row in numbers['tables34']} == {27.94, 27.88, None}
+
+
+@pytest.mark.slow
+def test_smoke_report_names_its_stand_in_data_and_finds_nothing(smoke):
+  report = (smoke[0] / 'report.md').read_text()
+  for title, data in ((reproduce.PARTS['cifar'], 'synthetic'),
+                      (reproduce.PARTS['imagenet'], 'generated'),
+                      (reproduce.PARTS['tables34'], 'generated')):
+    assert f'## {title}, on {data} data\n\n**Data: {data} images (' in report
+  cifar = reproduce.PARTS['cifar']
+  assert f'| cifar | {cifar} | complete, on synthetic data | 48 of 48 |' in report
+  assert report.count('No verdict: the nets trained on synthetic images') == 1
+  assert report.count('No verdict: it compares the shallowest and deepest net') == 1
+  for finding in ('degradation present', 'no degradation', 'trains better', 'not train better'):
+    assert finding not in report
 
 
 @pytest.mark.slow
@@ -177,7 +245,16 @@ def test_a_budget_stops_the_runs_and_a_rerun_finishes_them(smoke, tmp_path):
   assert stopped.returncode == OutOfTime.exit_code, stopped.stderr[-3000:]
   outcome = json.loads((tmp_path / reproduce.PARTS_JSON).read_text())['cifar']
   assert outcome['status'] == 'partial' and outcome['steps_done'] < outcome['steps']
-  assert 'partial' in (tmp_path / 'report.md').read_text()
+  report = (tmp_path / 'report.md').read_text()
+  continuing = shlex.join(['python', '-m', 'resnet_jax.reproduce', f'--workdir={tmp_path}',
+                           *flags])
+  assert ('## Stopped by the time budget\n\nThe time budget (--config.time_budget=10s) was '
+          'spent') in report
+  assert f'Continue (finished runs are not redone): `{continuing}`' in report
+  offered = [command for line in report.splitlines() if line.startswith(('Continue', 'Reproduce'))
+             for command in re.findall('`([^`]*)`', line)]
+  assert len(offered) == 3 and not any('--config.time_budget' in c for c in offered)
+  assert f'`{continuing}` continues' in stopped.stderr
   for run in report_numbers(tmp_path)['cifar']['runs']:
     step = analysis.latest_checkpoint_step(tmp_path / 'cifar' / run['name']) or 0
     assert step == run['steps_done'] <= run['steps']  # Stopped on a step, with its checkpoint.
@@ -192,10 +269,21 @@ def test_report_of_a_study_stopped_before_a_nets_first_evaluation(tmp_path):
   row = dict(family='plain', depth=14, model='plain14', seeds=1, step=1, train_error_mean=90.0,
              train_error_std=None, eval_error_mean=None, eval_error_std=None, eval_split=None,
              paper_test_error=None)
+  finished = row | dict(depth=8, model='plain8', step=12)
   runs = [dict(name='plain14_seed0', model='plain14', steps_done=1, steps=12)]
-  results = {'cifar': dict(table=[row], runs=runs, verdict=[], seeds=1, steps=12)}
-  outcomes = {'cifar': dict(status='partial', steps_done=1, steps=12, command='rerun it')}
+  runs += [dict(name=name, model=name.split('_')[0], steps_done=steps, steps=12)
+           for name, steps in (('resnet14_seed0', 0), ('plain8_seed0', 12))]
+  results = {'cifar': dict(table=[row, finished], runs=runs, verdict=[], seeds=1, depths=[8, 14],
+                           stand_in='synthetic images (random pixels and labels), not cifar10')}
+  outcomes = {'cifar': dict(status='partial', steps_done=13, steps=36, command='rerun it')}
   markdown = report.render(tmp_path, {'cifar': reproduce.PARTS['cifar']}, results, outcomes,
-                           'python -m resnet_jax.reproduce')
+                           'python -m resnet_jax.reproduce --config.time_budget=1m',
+                           dict(budget='1m', command='python -m resnet_jax.reproduce'))
   assert '| eval error (%) |' in markdown
+  cifar = reproduce.PARTS['cifar']
+  assert f'| cifar | {cifar} | partial, on synthetic data | 13 of 36 |' in markdown
+  assert '**Data: synthetic images (random pixels and labels), not cifar10.**' in markdown
   assert '| plain14 | partial (1 of 12 steps) | 1 | 90.00 | — | — | — |' in markdown
+  assert '| resnet14 | not started (0 of 12 steps) | | — | — | | — |' in markdown
+  assert ('- Finished: plain8_seed0.\n- Stopped partway: plain14_seed0 (step 1 of 12).\n'
+          '- Not started: resnet14_seed0.') in markdown

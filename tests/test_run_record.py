@@ -67,6 +67,19 @@ def test_a_resume_that_changes_the_training_is_refused_and_changes_nothing(finis
   assert damage.file_digests(workdir) == before
 
 
+def test_a_finished_run_refuses_a_change_as_finished(finished_run):
+  workdir, _ = finished_run
+  config = run_record.read_config(workdir)
+  config.optimizer.learning_rate = 0.5
+  with pytest.raises(errors.ConfigError) as refused:
+    run_record.check_resume(workdir, config, trained_step=2)
+  assert str(refused.value).startswith(f'{workdir} holds a run that finished at step 2, trained '
+                                       'with other values')
+  assert 'optimizer.learning_rate: 0.01 -> 0.5' in str(refused.value)
+  assert 'allow_config_change' not in str(refused.value)
+  run_record.check_resume(workdir, config, trained_step=None)  # A new run: nothing to refuse.
+
+
 def test_changes_are_recorded_when_allowed_or_when_they_keep_the_training(finished_run, data_flags,
                                                                           tmp_path):
   workdir = tmp_path / 'run'

@@ -147,13 +147,10 @@ def test_smoke_study_prints_progress_and_a_checkable_verdict(smoke_study):
     assert f'[{index}/4] {run}: training to step 6' in printed
   table = pd.read_csv(study_dir / study.RESULTS_CSV).set_index('model').train_error_mean
   too_few_steps, plain, resnet = verdict
-  assert too_few_steps.startswith('Too few steps to mean anything: the nets trained 6 steps')
-  degraded = table['plain14'] > table['plain8']
-  assert plain == (f'plain14 train error {table["plain14"]:.2f}% {">" if degraded else "<="} '
-                   f'plain8 {table["plain8"]:.2f}%: '
-                   f'{"degradation present" if degraded else "no degradation"}')
-  assert re.fullmatch(r'resnet14 train error [\d.]+% (<|>=) resnet8 [\d.]+%: the deeper '
-                      r'residual net (trains|does not train) better', resnet)
+  assert too_few_steps.startswith('No verdict: the nets trained on synthetic images (random '
+                                  'pixels and labels), not cifar10; they trained 6 steps')
+  assert plain == (f'plain14 train error {table["plain14"]:.2f}%, plain8 {table["plain8"]:.2f}%')
+  assert re.fullmatch(r'resnet14 train error [\d.]+%, resnet8 [\d.]+%', resnet)
   assert f'  {too_few_steps}\n  {plain}\n  {resnet}\n' in printed
 
 

@@ -2,7 +2,8 @@
 
   train    compile time, step time, images/s, peak memory and 64k-step time of the full
            training step (optionally beside the PyTorch reference: --torch; K seeds as one
-           program against K processes: --num-replicas K --mesh-replica R)
+           program against K processes: --num-replicas K --mesh-replica R); each step rate
+           is kept for the estimates of `python -m resnet_jax.reproduce`'s plan
   compile  compile time of the train step per depth, blocks unrolled vs scanned
   data     images/s of the image decoder and its cache
 """

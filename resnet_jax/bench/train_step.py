@@ -148,8 +148,11 @@ def _platform() -> str:
 def measure_jax(setting: Setting, start_together=None) -> Row:
   """Compiles and times the trainer's train function for `setting`, then its evaluation of
   the whole eval split (CIFAR nets); with a barrier as `start_together`, starts each timing
-  when every process waiting on it is ready."""
+  when every process waiting on it is ready; keeps the step rate for later plans
+  (time_budget.record_rate)."""
   import jax
+
+  from resnet_jax import time_budget
 
   setup, train_fn, state, metrics, dataset = _train_function(setting)
   started = time.perf_counter()
@@ -168,6 +171,8 @@ def measure_jax(setting: Setting, start_together=None) -> Row:
   evaluation = _time_evaluation(setup, state, wait) if _times_evaluation(setting) else {}
 
   config = setup.config
+  time_budget.record_rate(time_budget.rate_key(config), 1 / statistics.median(times),
+                          source=f'bench train: {time_budget.now()}')
   device = jax.devices()[0]
   stats = device.memory_stats() or {}
   peak_bytes = stats.get('peak_bytes_in_use') or _max_rss_bytes()
@@ -330,8 +335,10 @@ def compile_main(argv: list[str] | None = None) -> None:
   parser.add_argument('--depths', type=_depths, default=None,
                       help=f'comma-separated 6n+2 depths (default: {_joined(DEFAULT_DEPTHS)}; on a '
                            f'CPU {_joined(CPU_DEFAULT_DEPTHS)})')
-  parser.add_argument('--family', choices=('resnet', 'plain'), default='resnet')
-  parser.add_argument('--batch-size', type=_positive, default=128)
+  parser.add_argument('--family', choices=('resnet', 'plain'), default='resnet',
+                      help='residual or plain nets (default: resnet)')
+  parser.add_argument('--batch-size', type=_positive, default=128,
+                      help='images a step of each net (default: 128, the paper\'s CIFAR batch)')
   args = parser.parse_args(argv)
   if args.depths is None:
     args.depths = DEFAULT_DEPTHS if _in_fresh_process(_platform) != 'cpu' else CPU_DEFAULT_DEPTHS
@@ -416,9 +423,11 @@ def _train_flags(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument('--models', type=_names, default=None,
                       help=f'comma-separated registry names (default: {_joined(DEFAULT_MODELS)}; '
                            f'on a CPU {_joined(CPU_DEFAULT_MODELS)})')
-  parser.add_argument('--batch-size', type=_positive, default=128)
+  parser.add_argument('--batch-size', type=_positive, default=128,
+                      help='images a step of each net (default: 128, the paper\'s CIFAR batch)')
   parser.add_argument('--steps', type=_positive, default=10, help='timed steps, after a warm-up')
-  parser.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
+  parser.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32',
+                      help='compute dtype; parameters stay float32 (default: float32)')
   parser.add_argument('--steps-per-dispatch', type=_positive, default=1,
                       help='steps per jitted call (lax.scan over steps when > 1)')
   parser.add_argument('--scan-blocks', action='store_true', help='nn.scan over identical blocks')

@@ -69,7 +69,10 @@ def image_size(image: bytes | np.ndarray, name: str) -> tuple[int, int]:
 
 
 def unreadable(name: str, error: Exception) -> UnreadableImage:
-  """The error for an image that cannot be read or decoded."""
-  return UnreadableImage(f'{name} is not a readable image ({type(error).__name__}: {error}); '
-                         f'replace it with a valid JPEG or PNG, or set data.skip_unreadable=True '
-                         f'to stand another image in for it.')
+  """The error for an image that cannot be read or decoded; its `problem` says what is wrong
+  without the advice (for a run that already skips such images)."""
+  problem = f'{name} is not a readable image ({type(error).__name__}: {error})'
+  unreadable_image = UnreadableImage(f'{problem}; replace it with a valid JPEG or PNG, or set '
+                                     'data.skip_unreadable=True to stand another image in for it.')
+  unreadable_image.problem = problem
+  return unreadable_image

@@ -182,7 +182,7 @@ def readable(split: Split, index: int, skip_unreadable: bool, read):
     except UnreadableImage as error:
       if not skip_unreadable:
         raise
-      _log.warning('Skipping an unreadable image (data.skip_unreadable): %s', error)
+      _log.warning('Skipping an unreadable image (data.skip_unreadable): %s', error.problem)
   raise DataError(f'None of the {len(split)} images of the split is readable.')
 
 
