@@ -72,10 +72,27 @@ def estimate(runs: list[PlannedRun], steps: int) -> dict[str, Estimate]:
           if run.steps_done() < run.steps}
 
 
+def compile_for(runs: list[PlannedRun], target: str) -> dict[str, str]:
+  """By run name: whether each run with steps left fits on `target` (bench/aot.py's forms)
+  and the floor of its schedule there, from its programs compiled, not run."""
+  from resnet_jax.bench import aot, targets
+  described = targets.parse(target)
+  compiled = {}
+  for run in (run for run in runs if run.steps_done() < run.steps):
+    _, programs = aot.compile_run(run.config, described, ('train', 'eval', 'center'))
+    fits = all(program.memory['total'] <= described.usable_bytes for program in programs)
+    floor = aot.run_floor(programs, described, run.config)
+    compiled[run.name] = (f'{"fits" if fits else "DOES NOT FIT"} on {target}, floor '
+                          f'{time_budget.describe(floor)} (compiled, not run)')
+  return compiled
+
+
 def describe(parts: dict[str, str], skipped: dict[str, str], runs: list[PlannedRun],
-             estimates: dict[str, Estimate], timed_steps: int) -> str:
+             estimates: dict[str, Estimate], timed_steps: int,
+             compiled: dict[str, str] | None = None) -> str:
   """The plan as printed: each part (`parts`: title by name, in order) with its runs, steps
-  and estimated wall time, the skipped parts with why, and the total."""
+  and estimated wall time (and `compiled`'s word on each run), the skipped parts with why,
+  and the total."""
   devices = jax.devices()
   lines = [f'Plan on {len(devices)} {devices[0].device_kind} device(s):']
   total, unestimated = 0.0, 0
@@ -95,7 +112,8 @@ def describe(parts: dict[str, str], skipped: dict[str, str], runs: list[PlannedR
       else:
         unestimated += 1
         wall = 'not estimated'
-      lines.append(f'    {run.name}: {run.steps:,} steps ({done:,} done): {wall}')
+      on_target = f'; {compiled[run.name]}' if run.name in (compiled or {}) else ''
+      lines.append(f'    {run.name}: {run.steps:,} steps ({done:,} done): {wall}{on_target}')
   timed = f'{timed_steps} timed step{"s" if timed_steps > 1 else ""}'
   how = (f'an estimate from {timed} of each net on this hardware, training '
          'only (evaluation and checkpoints not included)' if estimates else

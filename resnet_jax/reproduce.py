@@ -84,9 +84,11 @@ def part_command(command: list[str], parts: str) -> str:
 
 
 def reproduce(config: ml_collections.ConfigDict, workdir: str, command: list[str] = (),
-              dry_run: bool = False) -> dict:
+              dry_run: bool = False, target: str | None = None) -> dict:
   """Prints the plan, then (unless `dry_run`) runs the parts and writes the report; returns
-  each part's outcome. `command` is the command line, quoted in the report."""
+  each part's outcome. `command` is the command line, quoted in the report. With a `target`
+  (bench/aot.py: tpu:v5e:4x4, gpu:h200, ...) the plan says whether each run fits there and
+  its floor, from its programs compiled for it, not run."""
   workdir = epath.Path(workdir)
   command = list(command) or ['python', '-m', 'resnet_jax.reproduce']
   deadline = time_budget.Deadline(time_budget.parse_budget(config.time_budget))
@@ -97,7 +99,9 @@ def reproduce(config: ml_collections.ConfigDict, workdir: str, command: list[str
   runs = plan.planned_runs(studies, workdir)
   trained = [run for run in runs if run.part in parts]
   estimates = plan.estimate(trained, config.estimate_steps)
-  print(plan.describe(PARTS, skipped, trained, estimates, config.estimate_steps), flush=True)
+  compiled = plan.compile_for(trained, target) if target else {}
+  print(plan.describe(PARTS, skipped, trained, estimates, config.estimate_steps, compiled),
+        flush=True)
   if dry_run:
     return {}
   results, outcomes = _read_json(workdir / RESULTS_JSON), _read_json(workdir / PARTS_JSON)
@@ -244,7 +248,11 @@ def reproduce_from_flags(config: ml_collections.ConfigDict, workdir: str) -> dic
   _use_compilation_cache(workdir)
   command = ['python', '-m', 'resnet_jax.reproduce'] + [
       arg for arg in sys.argv[1:] if arg not in ('--dry_run', '--nodry_run')]
-  return reproduce(config, workdir, command, dry_run=flags.FLAGS.dry_run)
+  if flags.FLAGS.target:
+    from resnet_jax.bench import aot
+    aot.prepare_environment()
+  return reproduce(config, workdir, command, dry_run=flags.FLAGS.dry_run,
+                   target=flags.FLAGS.target)
 
 
 if __name__ == '__main__':
@@ -253,5 +261,8 @@ if __name__ == '__main__':
   from resnet_jax import commands
   from resnet_jax import main as entry_point
   flags.DEFINE_bool('dry_run', False, 'Print the plan (with its estimate) and stop.')
+  flags.DEFINE_string('target', None, 'Also compile every run for this TPU slice or GPU '
+                      '(tpu:v5e:4x4, gpu:h200; bench/aot.py) and say whether it fits and its '
+                      'floor; --config.estimate_steps=0 times nothing here.')
   app.run(functools.partial(entry_point.main, task=reproduce_from_flags),
           flags_parser=commands.parse_flags)
