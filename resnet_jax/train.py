@@ -67,7 +67,7 @@ def build(config: ml_collections.ConfigDict, devices=None,
 
   `devices` (default: jax's) and `open_feed` let bench/aot.py build the same programs for a
   TPU or GPU description, from the input's shapes alone."""
-  config_checks.validate(config)
+  config_checks.validate(config, devices)
   config_checks.warn(config)
   mesh = sharding.make_mesh(config.mesh.to_dict(), devices)
   feed = open_feed(config, mesh)

@@ -38,10 +38,10 @@ NO_DEVICE_ENVIRONMENT = {'JAX_SKIP_CUDA_CONSTRAINTS_CHECK': '1', 'ALLOW_MULTIPLE
                          'TPU_SKIP_MDS_QUERY': '1', 'TPU_WORKER_HOSTNAMES': 'localhost',
                          'TPU_ACCELERATOR_TYPE': 'v5litepod-4'}
 
-# A kernel launch on a GPU costs a few microseconds even when the kernel does nothing: NVIDIA's
-# "Getting Started with CUDA Graphs" measures 3.8 us per short kernel launched one by one
-# (developer.nvidia.com/blog/cuda-graphs). XLA launches the kernels of a step one by one,
-# except those it captures in CUDA graphs (command buffers), so this floor may overstate them.
+# A kernel on a GPU costs a few microseconds however little it does: NVIDIA's "Getting Started
+# with CUDA Graphs" (developer.nvidia.com/blog/cuda-graphs) times short kernels launched one by
+# one at a few microseconds each. XLA launches a step's kernels one by one, except those it
+# captures in CUDA graphs (command buffers), so this part of the floor may overstate them.
 GPU_LAUNCH_SECONDS = 3e-6
 TPU_INSTALL = "pip install -e '.[aot]' (libtpu)"
 
@@ -221,8 +221,8 @@ def render(config_name: str, config, target: targets.Target, setup: train.Setup,
                'GPU client preallocates that fraction, XLA_PYTHON_CLIENT_MEM_FRACTION)'
                if target.platform == 'cuda' else '') + '.',
             '  floor: max(flops / peak, bytes accessed / HBM bandwidth) per call'
-            + (f' + {GPU_LAUNCH_SECONDS * 1e6:.0f} us per kernel launch (NVIDIA, "Getting '
-               'Started with CUDA Graphs": 3.8 us per short kernel)'
+            + (f' + {GPU_LAUNCH_SECONDS * 1e6:.0f} us per kernel (NVIDIA, "Getting Started '
+               'with CUDA Graphs": a few us per short kernel launched one by one)'
                if target.platform == 'cuda' else '')
             + '; a lower bound, never a timing: real steps are slower.']
   return '\n'.join(lines)
