@@ -42,22 +42,18 @@ class Target:
     return self.chip.memory_bytes * self.chip.usable_fraction
 
 
-# On a TPU a float32 convolution runs at XLA's default precision: one bfloat16 pass of the MXU.
-_TPU_F32 = 'float32 convolutions at default precision run as one bfloat16 MXU pass'
-TPU_CHIPS = {
-    'v4': Chip('TPU v4', 32 * 2**30, 1.2e12, 275e12, 275e12,
-               f'cloud.google.com/tpu/docs/v4 (275 TFLOP/s bf16, 32 GiB HBM, 1,200 GB/s); '
-               f'{_TPU_F32}'),
-    'v5e': Chip('TPU v5 lite', 16 * 2**30, 819e9, 197e12, 197e12,
-                f'cloud.google.com/tpu/docs/v5e (197 TFLOP/s bf16, 16 GiB HBM, 819 GB/s); '
-                f'{_TPU_F32}'),
-    'v5p': Chip('TPU v5', 95 * 2**30, 2.765e12, 459e12, 459e12,
-                f'cloud.google.com/tpu/docs/v5p (459 TFLOP/s bf16, 95 GiB HBM, 2,765 GB/s); '
-                f'{_TPU_F32}'),
-    'v6e': Chip('TPU v6 lite', 32 * 2**30, 1.64e12, 918e12, 918e12,
-                f'cloud.google.com/tpu/docs/v6e (918 TFLOP/s bf16, 32 GiB HBM, 1,640 GB/s); '
-                f'{_TPU_F32}'),
-}
+def _tpu_chip(kind: str, page: str, tflops: float, gib: int, gb_per_second: int) -> Chip:
+  # On a TPU a float32 convolution runs at XLA's default precision: one bfloat16 MXU pass.
+  return Chip(kind, gib * 2**30, gb_per_second * 1e9, tflops * 1e12, tflops * 1e12,
+              f'cloud.google.com/tpu/docs/{page} ({tflops:g} TFLOP/s bf16, {gib} GiB HBM, '
+              f'{gb_per_second:,} GB/s); float32 convolutions at default precision run as one '
+              'bfloat16 MXU pass')
+
+
+TPU_CHIPS = {'v4': _tpu_chip('TPU v4', 'v4', 275, 32, 1200),
+             'v5e': _tpu_chip('TPU v5 lite', 'v5e', 197, 16, 819),
+             'v5p': _tpu_chip('TPU v5', 'v5p', 459, 95, 2765),
+             'v6e': _tpu_chip('TPU v6 lite', 'v6e', 918, 32, 1640)}
 # jax's GPU client takes 75% of the memory at start (XLA_PYTHON_CLIENT_MEM_FRACTION, JAX docs:
 # "GPU memory allocation"). Float32 convolutions run as TF32 at XLA's default precision.
 _GPU_USABLE = float(os.environ.get('XLA_PYTHON_CLIENT_MEM_FRACTION', 0.75))
