@@ -248,9 +248,6 @@ def reproduce_from_flags(config: ml_collections.ConfigDict, workdir: str) -> dic
   _use_compilation_cache(workdir)
   command = ['python', '-m', 'resnet_jax.reproduce'] + [
       arg for arg in sys.argv[1:] if arg not in ('--dry_run', '--nodry_run')]
-  if flags.FLAGS.target:
-    from resnet_jax.bench import aot
-    aot.prepare_environment()
   return reproduce(config, workdir, command, dry_run=flags.FLAGS.dry_run,
                    target=flags.FLAGS.target)
 
@@ -260,6 +257,9 @@ if __name__ == '__main__':
   # errors and exit statuses; imported here so that importing this module defines no flags.
   from resnet_jax import commands
   from resnet_jax import main as entry_point
+  if any(arg.startswith('--target') for arg in sys.argv):  # Before jax starts its plugins.
+    from resnet_jax.bench import aot
+    aot.prepare_environment()
   flags.DEFINE_bool('dry_run', False, 'Print the plan (with its estimate) and stop.')
   flags.DEFINE_string('target', None, 'Also compile every run for this TPU slice or GPU '
                       '(tpu:v5e:4x4, gpu:h200; bench/aot.py) and say whether it fits and its '

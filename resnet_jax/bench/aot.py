@@ -145,12 +145,12 @@ def _programs(setup: train.Setup):
            per_image(feed.image_shape) * eval_images * nets // mesh[sharding.DATA_AXIS])
     return
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  scorer = _scorer(setup)
   for mode, calls in (('center', evaluations), ('10crop', 1), ('multiscale', 1)):
     images, shape = _eval_images(setup, mode)
     batches = -(-feed.source.num_eval * _scales(mode, config) // images)
     note = (f'{images} images of {shape[1]} view(s) {shape[2]}x{shape[3]} a call'
             + (', the largest of the multi-scale shapes' if mode == 'multiscale' else ''))
-    scorer = _scorer(setup)
     yield (f'eval {mode}', calls * batches, note,
            lambda shape=shape: scorer.lower(variables, jax.ShapeDtypeStruct(
                shape, jnp.uint8, sharding=NamedSharding(setup.mesh, PartitionSpec(
