@@ -83,7 +83,7 @@ def compile_for(runs: list[PlannedRun], target: str) -> dict[str, str]:
     fits = all(program.memory['total'] <= described.usable_bytes for program in programs)
     floor = aot.run_floor(programs, described, run.config)
     compiled[run.name] = (f'{"fits" if fits else "DOES NOT FIT"} on {target}, floor '
-                          f'{time_budget.describe(floor)} (compiled, not run)')
+                          f'{aot.duration(floor)} (compiled, not run)')
   return compiled
 
 

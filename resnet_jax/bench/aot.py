@@ -214,7 +214,7 @@ def render(config_name: str, config, target: targets.Target, setup: train.Setup,
   for program in programs:
     lines += _program_lines(program, target, config.dtype)
   lines.append(f'Floor of the run (training and its evaluations; evaluate\'s 10-crop and '
-               f'multi-scale passes apart): {_duration(run_floor(programs, target, config))}.')
+               f'multi-scale passes apart): {duration(run_floor(programs, target, config))}.')
   lines += [f'Assumptions: {target.chip.kind}: {target.chip.source}.',
             f'  memory: {_bytes(target.usable_bytes)} usable per device'
             + (f' ({target.chip.usable_fraction:.0%} of {_bytes(target.chip.memory_bytes)}: jax\'s '
@@ -244,7 +244,7 @@ def _program_lines(program: Program, target: targets.Target, dtype: str) -> list
   traffic = ('bytes accessed not reported by this backend' if program.bytes_accessed is None
              else f'{program.bytes_accessed / 1e9:,.2f} GB accessed')
   work = f'{program.flops / 1e9:,.1f} GFLOP ({program.flops_source}), {traffic}'
-  floors = (f'floor {_duration(floor)} a call, {_duration(floor * program.calls_per_run)} for '
+  floors = (f'floor {duration(floor)} a call, {duration(floor * program.calls_per_run)} for '
             f'{program.calls_per_run:,} calls')
   return [f'{program.name} ({program.note}): compiled in {program.compile_seconds:.1f} s',
           f'  memory per device: {_bytes(memory["total"])} ({_bytes(memory["arguments"])} '
@@ -270,7 +270,8 @@ def _bytes(count: float) -> str:
   return f'{count / 2**30:,.2f} GiB'
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+  """Seconds as ms, s or h, for floors from microseconds to days."""
   if seconds < 1:
     return f'{seconds * 1e3:,.2f} ms'
   if seconds < 3600:
