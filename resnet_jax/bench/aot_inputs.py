@@ -69,7 +69,6 @@ class ShapedOnDeviceFeed(on_device.OnDeviceFeed):
     self.batch_size, self.augment = config.batch_size, config.data.augment
     self.num_classes, self.image_shape, self.eval_split = classes, shape, split
     self.origin = ORIGIN
-    self.num_eval = num_eval
 
   def train_inputs(self) -> on_device.DeviceData:
     return self.data
@@ -80,7 +79,6 @@ class _ShapedSource:
 
   def __init__(self, data: ml_collections.ConfigDict):
     synthetic = data.source == 'synthetic'
-    self.config = data
     self.num_classes = data.synthetic.num_classes if synthetic else IMAGENET_CLASSES
     self.num_eval = data.synthetic.num_eval if synthetic else IMAGENET_VAL_IMAGES
     self.image_shape = (data.crop_size, data.crop_size, 3)
