@@ -52,6 +52,7 @@ def cifar_smoke_on_v5e(tmp_path_factory):
   return aot(tmp_path_factory.mktemp('cifar'), 'experiments/cifar10.py:smoke', 'tpu:v5e:2x2')
 
 
+@pytest.mark.slow  # XLA's TPU compiler: 1-3 minutes on 2 busy cores.
 @needs_libtpu
 def test_the_cifar_smoke_net_compiles_for_a_tpu_and_fits(cifar_smoke_on_v5e):
   result, figures = cifar_smoke_on_v5e
@@ -71,6 +72,7 @@ def test_the_cifar_smoke_net_compiles_for_a_tpu_and_fits(cifar_smoke_on_v5e):
   assert 0 < train['floor_seconds'] < 0.1
 
 
+@pytest.mark.slow  # XLA's TPU compiler: 1-3 minutes on 2 busy cores.
 @needs_libtpu
 def test_four_replicas_over_two_groups_compile_for_four_hosts(tmp_path):
   result, figures = aot(tmp_path, 'experiments/cifar10.py:smoke', 'tpu:v5e:4x4',
@@ -81,6 +83,7 @@ def test_four_replicas_over_two_groups_compile_for_four_hosts(tmp_path):
   assert train['fits'] and train['kernels']['conv/matmul'] >= 2 * 20  # Two nets a group.
 
 
+@pytest.mark.slow  # XLA's TPU compiler: 1-3 minutes on 2 busy cores.
 @needs_libtpu
 def test_the_imagenet_smoke_net_compiles_its_streamed_step_and_test_views(tmp_path):
   result, figures = aot(tmp_path, 'experiments/imagenet.py:smoke', 'tpu:v5e:2x2',
