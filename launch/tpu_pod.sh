@@ -53,6 +53,10 @@ Options (before CONFIG):
   --delete-after           delete the slice when the launcher exits
   --delete                 only delete the slice NAME, then exit
   --dry-run                print the commands instead of running them
+  --compile                first compile CONFIG's programs for --accelerator-type
+                           here, with no TPU (python -m resnet_jax.bench aot; needs
+                           pip install -e '.[aot]'), and stop if one does not
+                           compile or fit (--module=main)
   -h, --help               show this help
 
 Example:
@@ -98,6 +102,7 @@ install=""
 max_restarts=0
 delete_after=0
 delete_only=0
+compile=0
 declare -A LAUNCH_VALUE_OPTIONS=(
   [--name]=name [--zone]=zone [--project]=project
   [--accelerator-type]=accelerator_type [--runtime-version]=runtime_version
@@ -106,7 +111,7 @@ declare -A LAUNCH_VALUE_OPTIONS=(
 )
 declare -A LAUNCH_SWITCH_OPTIONS=(
   [--spot]=spot [--preemptible]=preemptible [--reuse]=reuse
-  [--delete-after]=delete_after [--delete]=delete_only
+  [--delete-after]=delete_after [--delete]=delete_only [--compile]=compile
 )
 LAUNCH_OWNED_MAIN_FLAGS+=(--distributed --coordinator_address --num_processes --process_id)
 launch::parse_args "$@"
@@ -158,6 +163,18 @@ done
 [[ $config != /* ]] || launch::die "CONFIG must be relative to --source (it runs on the workers), got $config"
 launch::check_config "$config" "$source_dir"
 [[ -n $install ]] || install="$python -m pip install --quiet 'jax[tpu]' '.[pod]'"
+if ((compile)); then
+  [[ -n $accelerator_type ]] || launch::die "--compile needs --accelerator-type (what to compile for)"
+  [[ $module == main ]] || launch::die "--compile checks --module=main; for the study or the paper run python -m resnet_jax.reproduce --dry_run --target=tpu:$accelerator_type here"
+  overrides=()
+  for flag in "${main_flags[@]}"; do
+    [[ $flag != --config.* ]] || overrides+=("$flag")
+  done
+  # Before any slice exists: a program that does not compile or fit stops here (exit status).
+  (cd "$source_dir" && python3 -m resnet_jax.bench aot --config="$config" \
+    --target="tpu:$accelerator_type" "${overrides[@]}") ||
+    launch::die "CONFIG does not compile or fit on $accelerator_type (above); nothing was created"
+fi
 
 create_slice() {
   local create=("${gcloud_tpu[@]}" create "$name" "${location[@]}"

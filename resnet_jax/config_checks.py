@@ -20,8 +20,9 @@ CHOICES = {'dtype': ('float32', 'bfloat16'), 'shortcut': ('A', 'B', 'C'),
            'on_nonfinite': ('stop', 'skip'), 'replica_batching': replicas.BATCHINGS}
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError for the first thing in `config` a run cannot do."""
+def validate(config: ml_collections.ConfigDict, devices=None) -> None:
+  """Raises ConfigError for the first thing in `config` a run cannot do on `devices` (default:
+  jax's)."""
   _check_model(config)
   for key, allowed in CHOICES.items():
     if key in config and config[key] not in allowed:  # Older config.json files lack newer keys.
@@ -33,7 +34,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check_bn_group_size(config.bn_group_size, config.batch_size)
   _check_intervals(config)
   _check_schedule(config.optimizer, config.num_train_steps)
-  _check_batches_divide(config)
+  _check_batches_divide(config, devices)
 
 
 def warn(config: ml_collections.ConfigDict) -> None:
@@ -136,8 +137,8 @@ def _check_schedule(optimizer: ml_collections.ConfigDict, num_train_steps: int) 
                       f'lr boundary ({boundaries[0]}).')
 
 
-def _check_batches_divide(config) -> None:
-  mesh = sharding.make_mesh(config.mesh.to_dict())
+def _check_batches_divide(config, devices) -> None:
+  mesh = sharding.make_mesh(config.mesh.to_dict(), devices)
   sharding.check_replicas_divide(config.num_replicas, mesh)
   for key in ('batch_size', 'eval_batch_size'):
     sharding.check_batch_divides(config[key], mesh, key)

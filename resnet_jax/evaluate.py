@@ -57,7 +57,7 @@ def evaluate_run(eval_config: ml_collections.ConfigDict, workdir: str) -> dict:
                       'ImageNet protocol of Tables 2-4, for the ImageNet nets.')
   step, state = _latest_state(workdir, setup)
   source = setup.feed.source
-  batch_size = _batch_size(eval_config.eval.batch_size, mode, config, setup.mesh)
+  batch_size = images_per_step(eval_config.eval.batch_size, mode, config, setup.mesh)
   scorer = streamed_eval.make_scorer(setup.model, source.mean, source.std)
   [metrics] = streamed_eval.evaluate(scorer, setup.mesh, source, mode, batch_size, state)
   result = {'step': step, 'mode': mode, **metrics}
@@ -71,7 +71,7 @@ def evaluate_run(eval_config: ml_collections.ConfigDict, workdir: str) -> dict:
   return result
 
 
-def _batch_size(requested: int, mode: str, config, mesh) -> int:
+def images_per_step(requested: int, mode: str, config, mesh) -> int:
   """Images a step: as asked, or as many as hold the pixels of the run's center-crop eval
   batch (1,024 crops in the ImageNet recipe are 1,024 images in center mode but only about
   100 in 10crop mode and 60 whole 640-px images in multiscale mode)."""

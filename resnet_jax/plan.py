@@ -83,11 +83,27 @@ def estimate(runs: list[PlannedRun], timed_steps: int = 0,
   return rates
 
 
+def compile_for(runs: list[PlannedRun], target: str) -> dict[str, str]:
+  """By run name: whether each run with steps left fits on `target` (bench/aot.py's forms)
+  and the floor of its schedule there, from its programs compiled, not run."""
+  from resnet_jax.bench import aot, targets
+  described = targets.parse(target)
+  compiled = {}
+  for run in (run for run in runs if run.steps_done() < run.steps):
+    _, programs = aot.compile_run(run.config, described, ('train', 'eval', 'center'))
+    fits = all(program.memory['total'] <= described.usable_bytes for program in programs)
+    floor = aot.run_floor(programs, described, run.config)
+    compiled[run.name] = (f'{"fits" if fits else "DOES NOT FIT"} on {target}, floor '
+                          f'{aot.duration(floor)} (compiled, not run)')
+  return compiled
+
+
 def describe(parts: dict[str, str], skipped: dict[str, str], runs: list[PlannedRun],
-             rates: dict[str, time_budget.StepRate]) -> str:
+             rates: dict[str, time_budget.StepRate],
+             compiled: dict[str, str] | None = None) -> str:
   """The plan as printed: each part (`parts`: title by name, in order) with its runs, steps
-  and estimated training time with its range and the rate's source, the skipped parts with
-  why, and the total."""
+  and estimated training time with its range and the rate's source (and `compiled`'s word on
+  each run), the skipped parts with why, and the total."""
   devices = jax.devices()
   lines = [f'Plan on {len(devices)} {devices[0].device_kind} device(s), estimated from the step '
            f'rates measured on them ({time_budget.step_rates_file()}):']
@@ -108,7 +124,8 @@ def describe(parts: dict[str, str], skipped: dict[str, str], runs: list[PlannedR
       else:
         unestimated.append(run.name)
         wall = 'no measured rate'
-      lines.append(f'    {run.name}: {run.steps:,} steps ({done:,} done): {wall}')
+      on_target = f'; {compiled[run.name]}' if run.name in (compiled or {}) else ''
+      lines.append(f'    {run.name}: {run.steps:,} steps ({done:,} done): {wall}{on_target}')
   lines.append(f'Total: {_duration_range(*total)} of training, compilation and evaluations not '
                'included (a trainer\'s ETA adds its evaluations).' if rates else
                'Total: nothing estimated.' if unestimated else 'Total: nothing to train.')

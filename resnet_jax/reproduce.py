@@ -88,9 +88,11 @@ def part_command(command: list[str], parts: str | None = None) -> str:
 
 
 def reproduce(config: ml_collections.ConfigDict, workdir: str, command: list[str] = (),
-              dry_run: bool = False) -> dict:
+              dry_run: bool = False, target: str | None = None) -> dict:
   """Prints the plan, then (unless `dry_run`) runs the parts and writes the report; returns
-  each part's outcome. `command` is the command line, quoted in the report."""
+  each part's outcome. `command` is the command line, quoted in the report. With a `target`
+  (bench/aot.py: tpu:v5e:4x4, gpu:h200, ...) the plan says whether each run fits there and
+  its floor, from its programs compiled for it, not run."""
   workdir = epath.Path(workdir)
   command = list(command) or ['python', '-m', 'resnet_jax.reproduce']
   budget = time_budget.parse_budget(config.time_budget)
@@ -102,11 +104,12 @@ def reproduce(config: ml_collections.ConfigDict, workdir: str, command: list[str
   runs = plan.planned_runs(studies, workdir)
   trained = [run for run in runs if run.part in parts]
   rates = plan.estimate(trained)
-  print(plan.describe(PARTS, skipped, trained, rates), flush=True)
+  compiled = plan.compile_for(trained, target) if target else {}
+  print(plan.describe(PARTS, skipped, trained, rates, compiled), flush=True)
   if dry_run:
     timed = plan.estimate(trained, timed_steps, say=functools.partial(print, flush=True))
     if len(timed) > len(rates):
-      print(plan.describe(PARTS, skipped, trained, timed), flush=True)
+      print(plan.describe(PARTS, skipped, trained, timed, compiled), flush=True)
     return {}
   deadline = time_budget.Deadline(budget)  # The budget trains; imports and the plan are free.
   results, outcomes = _read_json(workdir / RESULTS_JSON), _read_json(workdir / PARTS_JSON)
@@ -256,7 +259,8 @@ def reproduce_from_flags(config: ml_collections.ConfigDict, workdir: str) -> dic
   _use_compilation_cache(workdir)
   command = ['python', '-m', 'resnet_jax.reproduce'] + [
       arg for arg in sys.argv[1:] if arg not in ('--dry_run', '--nodry_run')]
-  return reproduce(config, workdir, command, dry_run=flags.FLAGS.dry_run)
+  return reproduce(config, workdir, command, dry_run=flags.FLAGS.dry_run,
+                   target=flags.FLAGS.target)
 
 
 if __name__ == '__main__':
@@ -264,6 +268,12 @@ if __name__ == '__main__':
   # errors and exit statuses; imported here so that importing this module defines no flags.
   from resnet_jax import commands
   from resnet_jax import main as entry_point
+  if any(arg.startswith('--target') for arg in sys.argv):  # Before jax starts its plugins.
+    from resnet_jax.bench import aot
+    aot.prepare_environment()
   flags.DEFINE_bool('dry_run', False, 'Print the plan (with its estimate) and stop.')
+  flags.DEFINE_string('target', None, 'Also compile every run for this TPU slice or GPU '
+                      '(tpu:v5e:4x4, gpu:h200; bench/aot.py) and say whether it fits and its '
+                      'floor; --config.estimate_steps=0 times nothing here.')
   app.run(functools.partial(entry_point.main, task=reproduce_from_flags),
           flags_parser=commands.parse_flags)

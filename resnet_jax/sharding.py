@@ -19,8 +19,9 @@ DATA_AXIS = 'data'
 AXES = (REPLICA_AXIS, DATA_AXIS)
 
 
-def make_mesh(axis_sizes: dict[str, int]) -> Mesh:
-  """A (replica, data) mesh over all devices; one axis size may be -1 to take the rest.
+def make_mesh(axis_sizes: dict[str, int], devices=None) -> Mesh:
+  """A (replica, data) mesh over `devices` (default: all of jax's; bench/aot.py passes a
+  TPU or GPU description's); one axis size may be -1 to take the rest.
 
   `data` is the last, fastest-varying axis, so a replica group's devices sit on as few
   hosts as possible (a host's devices come next to each other in jax.devices()).
@@ -30,7 +31,8 @@ def make_mesh(axis_sizes: dict[str, int]) -> Mesh:
     raise ConfigError(f'The mesh has the axes {AXES}, got {tuple(axis_sizes)}; e.g. '
                       '--config.mesh.data=-1 --config.mesh.replica=1.')
   sizes = [int(axis_sizes.get(name, 1)) for name in AXES]
-  device_count = jax.device_count()
+  devices = jax.devices() if devices is None else list(devices)
+  device_count = len(devices)
   if sizes.count(-1) > 1:
     raise ConfigError(f'At most one mesh axis may be -1, got {dict(axis_sizes)}.')
   if any(size == 0 or size < -1 for size in sizes):
@@ -45,7 +47,7 @@ def make_mesh(axis_sizes: dict[str, int]) -> Mesh:
                       f'{device_count}.')
   # Auto axes: the compiler propagates shardings from in/out_shardings (GSPMD style).
   return jax.make_mesh(tuple(sizes), AXES, axis_types=(AxisType.Auto,) * len(AXES),
-                       devices=jax.devices())
+                       devices=devices)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -61,12 +61,16 @@ class Setup:
   state_shardings: Any
 
 
-def build(config: ml_collections.ConfigDict) -> Setup:
-  """Checks `config`, opens its input on the mesh and builds the model and optimizer."""
-  config_checks.validate(config)
+def build(config: ml_collections.ConfigDict, devices=None,
+          open_feed: Callable[..., feeds.Feed] = feeds.open_feed) -> Setup:
+  """Checks `config`, opens its input on the mesh and builds the model and optimizer.
+
+  `devices` (default: jax's) and `open_feed` let bench/aot.py build the same programs for a
+  TPU or GPU description, from the input's shapes alone."""
+  config_checks.validate(config, devices)
   config_checks.warn(config)
-  mesh = sharding.make_mesh(config.mesh.to_dict())
-  feed = feeds.open_feed(config, mesh)
+  mesh = sharding.make_mesh(config.mesh.to_dict(), devices)
+  feed = open_feed(config, mesh)
   model = build_model(config, feed.num_classes)
   optimizer = optim.make_optimizer(config.optimizer, config.batch_size)
   init_one = functools.partial(init_state, model, optimizer, image_shape=feed.image_shape)

@@ -61,7 +61,7 @@ def test_invalid_config_is_refused_with_its_message(overrides, message):
 
 def test_replicas_must_share_evenly_over_the_replica_groups(monkeypatch):
   mesh = types.SimpleNamespace(shape={'replica': 4, 'data': 2})
-  monkeypatch.setattr(sharding, 'make_mesh', lambda _: mesh)
+  monkeypatch.setattr(sharding, 'make_mesh', lambda sizes, devices=None: mesh)
   config_checks.validate(_config(num_replicas=8))
   with pytest.raises(errors.ConfigError, match=r'num_replicas=6 nets cannot be shared evenly by '
                                                r'the 4 replica groups of the mesh'):
@@ -70,7 +70,7 @@ def test_replicas_must_share_evenly_over_the_replica_groups(monkeypatch):
 
 def test_eval_batch_must_divide_over_the_data_axis(monkeypatch):
   mesh = types.SimpleNamespace(shape={'replica': 1, 'data': 3})
-  monkeypatch.setattr(sharding, 'make_mesh', lambda _: mesh)
+  monkeypatch.setattr(sharding, 'make_mesh', lambda sizes, devices=None: mesh)
   with pytest.raises(errors.ConfigError, match="eval_batch_size=512 does not divide over the 3 "
                      "devices of the mesh's 'data' axis; use a multiple of 3"):
     config_checks.validate(_config(batch_size=33))

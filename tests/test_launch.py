@@ -307,6 +307,21 @@ def test_tpu_stops_on_a_real_failure_or_when_out_of_restarts(sandbox):
   assert gcloud_steps(sandbox)[-1] == 'delete'
 
 
+@pytest.mark.parametrize('compiles', [True, False])
+def test_tpu_compile_checks_the_config_for_the_slice_before_creating_it(sandbox, compiles):
+  write_fake(sandbox / 'bin' / 'python3', '' if compiles else 'sys.exit(1)\n')
+  result = run('tpu_pod.sh', '--dry-run', '--compile', *TPU_FLAGS, '--accelerator-type=v4-32',
+               *TPU_RUN, '--config.seed=1', '--config.data.data_dir=gs://b/tfds', sandbox=sandbox)
+  assert fake_calls(sandbox) == [[
+      'python3', '-m', 'resnet_jax.bench', 'aot', '--config=experiments/imagenet.py:resnet50',
+      '--target=tpu:v4-32', '--config.seed=1', '--config.data.data_dir=gs://b/tfds']]
+  if compiles:
+    assert result.returncode == 0 and 'tpu-vm create resnet50-pod' in result.stdout
+  else:
+    assert result.returncode == 2 and 'does not compile or fit on v4-32' in result.stderr
+    assert result.stdout == ''  # Nothing created.
+
+
 @pytest.mark.parametrize('args, message', [
     ([*TPU_FLAGS, '--reuse', 'experiments/imagenet.py', '/tmp/run'], 'WORKDIR must be a gs:// path'),
     ([*TPU_FLAGS, '--reuse', '--data-dir=/data', *TPU_RUN], '--data-dir must be a gs:// path'),
@@ -316,6 +331,9 @@ def test_tpu_stops_on_a_real_failure_or_when_out_of_restarts(sandbox):
     ([*TPU_FLAGS, '--reuse', *TPU_RUN, '--distributed'], '--distributed is set by tpu_pod.sh'),
     ([*TPU_FLAGS, '--reuse', '--max-restarts=many', *TPU_RUN], '--max-restarts must be'),
     ([*TPU_FLAGS, '--reuse', '--module=train', *TPU_RUN], '--module must be main, study or reproduce'),
+    ([*TPU_FLAGS, '--reuse', '--compile', *TPU_RUN], '--compile needs --accelerator-type'),
+    ([*TPU_FLAGS, '--accelerator-type=v4-8', '--compile', '--module=study', *TPU_RUN],
+     'resnet_jax.reproduce --dry_run --target=tpu:v4-8'),
 ])
 def test_tpu_rejects_bad_settings_before_any_command(sandbox, args, message):
   result = run('tpu_pod.sh', '--dry-run', *args, sandbox=sandbox)

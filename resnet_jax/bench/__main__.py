@@ -6,10 +6,13 @@
            is kept for the estimates of `python -m resnet_jax.reproduce`'s plan
   compile  compile time of the train step per depth, blocks unrolled vs scanned
   data     images/s of the image decoder and its cache
+  aot      compiled, not run: the programs of --config for --target (a TPU topology or a GPU,
+           no device needed): compile time, memory per device (fits or not), flops, kernels
+           and a floor for a step and for the run (bench/aot.py)
 """
 import sys
 
-COMMANDS = ('train', 'compile', 'data')
+COMMANDS = ('train', 'compile', 'data', 'aot')
 
 
 def main(argv: list[str]) -> None:
@@ -24,6 +27,9 @@ def main(argv: list[str]) -> None:
   if command == 'data':
     from resnet_jax.bench import data
     data.main(flags)
+  elif command == 'aot':
+    from resnet_jax.bench import aot
+    aot.main(flags)
   else:
     from resnet_jax.bench import train_step
     (train_step.main if command == 'train' else train_step.compile_main)(flags)
