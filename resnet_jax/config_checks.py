@@ -20,9 +20,9 @@ CHOICES = {'dtype': ('float32', 'bfloat16'), 'shortcut': ('A', 'B', 'C'),
            'on_nonfinite': ('stop', 'skip'), 'replica_batching': replicas.BATCHINGS}
 
 
-def validate(config: ml_collections.ConfigDict, devices=None) -> None:
+def validate(config: ml_collections.ConfigDict, devices=None) -> jax.sharding.Mesh:
   """Raises ConfigError for the first thing in `config` a run cannot do on `devices` (default:
-  jax's)."""
+  jax's); returns the mesh of config.mesh over them, which takes its batches and replicas."""
   _check_model(config)
   for key, allowed in CHOICES.items():
     if key in config and config[key] not in allowed:  # Older config.json files lack newer keys.
@@ -34,7 +34,7 @@ def validate(config: ml_collections.ConfigDict, devices=None) -> None:
   _check_bn_group_size(config.bn_group_size, config.batch_size)
   _check_intervals(config)
   _check_schedule(config.optimizer, config.num_train_steps)
-  _check_batches_divide(config, devices)
+  return _mesh_taking_the_batches(config, devices)
 
 
 def warn(config: ml_collections.ConfigDict) -> None:
@@ -137,11 +137,12 @@ def _check_schedule(optimizer: ml_collections.ConfigDict, num_train_steps: int) 
                       f'lr boundary ({boundaries[0]}).')
 
 
-def _check_batches_divide(config, devices) -> None:
+def _mesh_taking_the_batches(config, devices) -> jax.sharding.Mesh:
   mesh = sharding.make_mesh(config.mesh.to_dict(), devices)
   sharding.check_replicas_divide(config.num_replicas, mesh)
   for key in ('batch_size', 'eval_batch_size'):
     sharding.check_batch_divides(config[key], mesh, key)
+  return mesh
 
 
 def _mebibytes(count: int) -> str:

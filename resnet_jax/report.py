@@ -16,7 +16,7 @@ import jax
 from etils import epath
 from markdown_it import MarkdownIt
 
-from resnet_jax import study, time_budget
+from resnet_jax import run_record, study, time_budget
 from resnet_jax.analysis import CIFAR_TABLE6, IMAGENET_TABLE2, PaperResults
 from resnet_jax.analysis.table import is_missing, mean_std
 
@@ -233,7 +233,12 @@ def _environment() -> list[str]:
           f'- Devices: {len(devices)} × {devices[0].device_kind} ({jax.default_backend()}), '
           f'{jax.process_count()} process(es).',
           f'- Host: {platform.platform()}, {os.cpu_count()} CPU cores, Python '
-          f'{platform.python_version()}.', f'- Versions: {versions}.']
+          f'{platform.python_version()}.', f'- Versions: {versions}.', *_untested_install()]
+
+
+def _untested_install() -> list[str]:
+  tested = run_record.tested_versions_state()
+  return [] if tested in (None, run_record.AS_TESTED) else [f'- Not the tested install: {tested}.']
 
 
 def _version(package: str) -> str:

@@ -1,25 +1,33 @@
 """A workdir's record of how its run was trained: `config.json` holds the config the run started
 with, and `config_history.jsonl` one line per segment (each start or resume that trains): the
-step it started at, its config, what changed from the segment before and the data it read.
+step it started at, its config, what changed from the segment before, the data it read and
+whether the installed packages are the versions CI tested (constraints.txt).
 
 A resume that would change what is trained is refused unless config.allow_config_change;
 a change that leaves the training as it was (KEYS_A_RESUME_MAY_CHANGE) is recorded.
 """
 import dataclasses
+import importlib.metadata
 import json
 import logging
+import pathlib
+import re
 import time
 
 import jax
 import ml_collections
 from etils import epath
 
+import resnet_jax
 from resnet_jax.data.origin import DataOrigin
 from resnet_jax.errors import ConfigError
 from resnet_jax.metric_logging import replace_file
 
 CONFIG_FILE = 'config.json'
 HISTORY_FILE = 'config_history.jsonl'
+# The exact versions CI tested, beside setup.cfg in the checkout (README: how to regenerate).
+CONSTRAINTS = pathlib.Path(resnet_jax.__file__).resolve().parents[1] / 'constraints.txt'
+AS_TESTED = f'installed versions as in {CONSTRAINTS.name}, the ones CI tested'
 
 # What a resumed run may change: how long it goes, on what devices, how it is watched and
 # saved. Every other key (the net, the data and where it is read from, the optimizer, the
@@ -100,11 +108,37 @@ def record_segment(workdir: epath.Path, config: ml_collections.ConfigDict, step:
     earlier = history.read_text() if history.exists() else ''
     changes = config_changes(_latest_config(workdir) or new, new)
   record = {'step': step, 'time': time.time(), 'changes': changes,
-            'data': dataclasses.asdict(data_read), 'config': new}
+            'data': dataclasses.asdict(data_read), 'versions': tested_versions_state(),
+            'config': new}
   replace_file(history, earlier + json.dumps(record) + '\n')
   if changes:
     logging.info('Config changes from step %d on, recorded in %s:\n%s', step, history,
                  _listed(changes))
+
+
+def tested_versions_state(constraints: pathlib.Path | None = None) -> str | None:
+  """AS_TESTED, or 'versions differ from constraints.txt: jax 0.9.0 (tested 0.10.2), ...'
+  naming each installed package whose version is not the one pinned there (packages that are
+  not installed, such as extras not asked for, are left out); None without the file (an
+  install not made from the checkout). `constraints`: CONSTRAINTS unless given."""
+  constraints = constraints or CONSTRAINTS
+  if not constraints.exists():
+    return None
+  installed = {_normalized(dist.metadata['Name']): dist.version
+               for dist in importlib.metadata.distributions() if dist.metadata['Name']}
+  differ = []
+  for line in constraints.read_text().splitlines():
+    name, equals, tested = line.split('#')[0].strip().partition('==')
+    version = installed.get(_normalized(name))
+    if equals and version is not None and version != tested:
+      differ.append(f'{name} {version} (tested {tested})')
+  if not differ:
+    return AS_TESTED
+  return f'versions differ from {constraints.name}: {", ".join(differ)}'
+
+
+def _normalized(name: str) -> str:
+  return re.sub(r'[-_.]+', '-', name).lower()  # PEP 503: jax_cuda12 is jax-cuda12.
 
 
 _ABSENT = object()  # A key one of two configs lacks (written by another version).

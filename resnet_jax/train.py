@@ -61,15 +61,16 @@ class Setup:
   state_shardings: Any
 
 
-def build(config: ml_collections.ConfigDict, devices=None,
-          open_feed: Callable[..., feeds.Feed] = feeds.open_feed) -> Setup:
+def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
+          devices=None, open_feed: Callable[..., feeds.Feed] = feeds.open_feed) -> Setup:
   """Checks `config`, opens its input on the mesh and builds the model and optimizer.
 
-  `devices` (default: jax's) and `open_feed` let bench/aot.py build the same programs for a
-  TPU or GPU description, from the input's shapes alone."""
-  config_checks.validate(config, devices)
+  `mesh`: the one config_checks.validate(config) returned, where the caller checked it
+  already. `devices` (default: jax's) and `open_feed` let bench/aot.py build the same programs
+  for a TPU or GPU description, from the input's shapes alone."""
+  if mesh is None:
+    mesh = config_checks.validate(config, devices)
   config_checks.warn(config)
-  mesh = sharding.make_mesh(config.mesh.to_dict(), devices)
   feed = open_feed(config, mesh)
   model = build_model(config, feed.num_classes)
   optimizer = optim.make_optimizer(config.optimizer, config.batch_size)
@@ -182,10 +183,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   deadline = deadline or time_budget.Deadline(time_budget.parse_budget(config.get('time_budget')))
   workdir = epath.Path(workdir)
-  config_checks.validate(config)
+  mesh = config_checks.validate(config)
+  found = workdir_lock.as_found(workdir)
   config_checks.check_workdir(workdir)
-  with workdir_lock.held(workdir):
-    setup = build(config)
+  with workdir_lock.held(workdir, found):
+    setup = build(config, mesh)
     checkpoint_bytes = config_checks.checkpoint_bytes(setup.abstract_state)
     config_checks.check_workdir(workdir, checkpoint_bytes * (config.keep_checkpoints + 1))
     try:
@@ -229,13 +231,13 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
           source=f'training run: {logger.workdir}'))
   preemption = PreemptionWatcher()
   guard = NonFiniteGuard(config.on_nonfinite, ckpt, schedule, config.steps_per_dispatch)
+  results = {}
 
   def save(step: int) -> None:
     guard.check_now()
     ckpt.save(step, (state, train_metrics), data_state=setup.feed.data_state())
 
   def log_evaluation(step: int) -> None:
-    split = setup.feed.eval_split
     try:
       with progress.evaluating():
         rows = evaluate(state)
@@ -243,10 +245,10 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
       if ckpt.latest_step() != step:
         save(step)
       raise
+    split = setup.feed.eval_split
     logging.info('step %d: %s', step, console.metrics_line(split, rows, _logged_seeds(config)))
     results[split] = _write(logger, config, step, split, rows)
 
-  results = {}
   if _evaluation_missing(logger, setup.feed.eval_split, config, step):
     log_evaluation(step)  # Saved, then stopped or killed before its evaluation.
   reset = step % config.log_every_steps == 0  # The checkpointed averages were logged.
@@ -259,24 +261,38 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
     last = step == config.num_train_steps
     reset = step % config.log_every_steps == 0 or last
     if reset:
-      rows = _computed(train_metrics, config.num_replicas)
-      rates = progress.report(step, console.metrics_line('train', rows, _logged_seeds(config)))
-      extra = {'learning_rate': float(schedule(step - 1)), **rates, **setup.feed.log_extras()}
-      results['train'] = _write(logger, config, step, 'train', rows, extra)
-      _warn_about_skipped_steps(results['train'], step)
-    stop = preemption.should_stop()
-    out_of_time = deadline.passed(hosts_in_step=reset)
+      results['train'] = _log_train_metrics(setup, logger, progress, schedule, train_metrics,
+                                            step)
+    stop, out_of_time = preemption.should_stop(), deadline.passed(hosts_in_step=reset)
     # Saved before the evaluation: a stop then costs no steps, and a rerun evaluates first.
     if stop or out_of_time or last or ckpt.is_due(step):
       save(step)
-    if stop and not last:
-      raise Preempted(step)
-    if out_of_time and not last:
-      raise OutOfTime(f'Time budget spent: saved a checkpoint at step {step} of '
-                      f'{config.num_train_steps}; rerun the same command to continue.')
+    if not last:
+      _raise_if_asked_to_stop(config, step, stop, out_of_time)
     if _evaluation_due(config, step):
       log_evaluation(step)
   return results
+
+
+def _log_train_metrics(setup: Setup, logger: MetricLogger, progress: console.Progress,
+                       schedule, train_metrics, step: int):
+  """Logs the train metrics averaged since the last log, with the learning rate and speed."""
+  config = setup.config
+  rows = _computed(train_metrics, config.num_replicas)
+  rates = progress.report(step, console.metrics_line('train', rows, _logged_seeds(config)))
+  extra = {'learning_rate': float(schedule(step - 1)), **rates, **setup.feed.log_extras()}
+  results = _write(logger, config, step, 'train', rows, extra)
+  _warn_about_skipped_steps(results, step)
+  return results
+
+
+def _raise_if_asked_to_stop(config, step: int, stop: bool, out_of_time: bool) -> None:
+  """After the save of `step`: a preemption notice or a spent time budget ends the run."""
+  if stop:
+    raise Preempted(step)
+  if out_of_time:
+    raise OutOfTime(f'Time budget spent: saved a checkpoint at step {step} of '
+                    f'{config.num_train_steps}; rerun the same command to continue.')
 
 
 def _evaluation_due(config: ml_collections.ConfigDict, step: int) -> bool:

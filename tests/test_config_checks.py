@@ -10,7 +10,7 @@ import types
 import cifar10
 import pytest
 
-from resnet_jax import config_checks, errors, sharding
+from resnet_jax import config_checks, errors, sharding, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -84,12 +84,32 @@ def test_valid_configs_pass():
 def test_a_schedule_past_the_last_step_is_warned_about_by_warn_alone(caplog):
   config = _config(num_train_steps=10)
   config.optimizer.lr_boundaries = (5, 20)
-  config_checks.validate(config)  # A run validates twice (before its workdir, then in build).
+  config_checks.validate(config)
   assert not caplog.records
   config_checks.warn(config)
   assert [record.getMessage() for record in caplog.records] == [
       'optimizer.lr_boundaries=(5, 20) reaches past the last step (num_train_steps=10): the '
       'learning rate never drops there.']
+
+
+def test_a_run_checks_its_config_and_builds_its_mesh_once(tmp_path, monkeypatch):
+  calls = []
+  for module, name in ((config_checks, 'validate'), (sharding, 'make_mesh')):
+    monkeypatch.setattr(module, name, _counted(calls, name, getattr(module, name)))
+
+  def built(*args):
+    raise StopIteration(args)
+  monkeypatch.setattr(train, '_resume_and_train', built)  # Stops before compiling.
+  with pytest.raises(StopIteration):
+    train.train_and_evaluate(_config(), str(tmp_path))
+  assert sorted(calls) == ['make_mesh', 'validate']
+
+
+def _counted(calls: list, name: str, function):
+  def call(*args):
+    calls.append(name)
+    return function(*args)
+  return call
 
 
 def test_workdir_under_a_file_is_refused(tmp_path):

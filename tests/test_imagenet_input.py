@@ -5,6 +5,9 @@ import contextlib
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -498,15 +501,60 @@ def test_grain_workers_ignore_the_stop_signals_of_their_process_group():
       f'{workers.SEGMENT_PREFIX}{workers.this_run_id()}_*'))
 
 
-def test_only_the_shared_memory_of_dead_runs_is_freed(tmp_path):
+def test_only_the_shared_memory_and_semaphores_of_dead_runs_are_freed(tmp_path):
   live = workers.this_run_id()
   pid, ticks = live.split('_')
   names = {'live': f'{workers.SEGMENT_PREFIX}{live}_0a',
            'pid reused': f'{workers.SEGMENT_PREFIX}{pid}_{int(ticks) + 1}_0b',
            'gone': f'{workers.SEGMENT_PREFIX}{2**22 + 1}_5_0c',
-           "another program's": 'psm_0d'}
+           "another program's": 'psm_0d',
+           'live semaphore': f'{workers.SEMAPHORE_PREFIX}{live}-0e',
+           "a gone run's semaphore": f'{workers.SEMAPHORE_PREFIX}{2**22 + 1}_5-0f',
+           "a gone worker's semaphore": f'{workers.SEMAPHORE_PREFIX}{2**22 + 1}_5_3-0g',
+           "another program's semaphore": 'sem.mp-0h'}
   for name in names.values():
     (tmp_path / name).write_bytes(b'0' * 64)
-  assert workers.free_segments_of_dead_runs(tmp_path) == 2
+  assert workers.free_segments_of_dead_runs(tmp_path) == 4
   assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
-      [names['live'], names["another program's"]])
+      names[key] for key in ('live', "another program's", 'live semaphore',
+                             "another program's semaphore"))
+
+
+def test_a_stop_signal_as_workers_start_is_handled_once_the_block_ends():
+  """The handler of a SIGTERM taken by another thread runs in the main thread at its next
+  bytecode, mask or not: stop_signals_held(defer_handlers=True) holds it back to the end."""
+  received, inside = [], []
+  idle = threading.Event()
+  listener = threading.Thread(target=idle.wait)  # Takes the signal, as JAX's threads do.
+  listener.start()
+  previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+  try:
+    with workers.stop_signals_held(defer_handlers=True):
+      os.kill(os.getpid(), signal.SIGTERM)
+      for _ in range(200):
+        time.sleep(0.001)
+      inside.extend(received)
+    for _ in range(200):
+      time.sleep(0.001)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+    idle.set()
+    listener.join()
+  assert inside == []
+  assert received == [signal.SIGTERM]
+
+
+def test_the_resource_tracker_is_silent_about_a_runs_segment_whose_unlink_was_cut():
+  """A stop signal between removing a segment's file and unregistering it made the resource
+  tracker warn at exit about "leaked shared_memory objects"; a run's segments are its own."""
+  cut_unlink = (
+      'import _posixshmem; from multiprocessing import shared_memory\n'
+      'from resnet_jax.data.imagenet import workers\n'
+      'workers.leave_segments_untracked()\n'
+      f'segment = shared_memory.SharedMemory("{workers.SEGMENT_PREFIX}0_0_cut", create=True, '
+      'size=64)\n'
+      'segment.close()\n'
+      '_posixshmem.shm_unlink(segment._name)\n')
+  result = subprocess.run([sys.executable, '-c', cut_unlink], capture_output=True, text=True,
+                          timeout=120, check=True)
+  assert 'leaked' not in result.stderr and 'Traceback' not in result.stderr, result.stderr

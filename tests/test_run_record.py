@@ -1,11 +1,12 @@
 """What a workdir records of its run, through the command line: the config of every segment
 (a resume that would change what is trained is refused), and the data each segment read."""
+import importlib.metadata
 import json
 import shutil
 
 import pytest
 
-from resnet_jax import errors, run_record
+from resnet_jax import errors, report, run_record
 from resnet_jax.data import cache
 from resnet_jax.faults import damage
 from resnet_jax.faults.runs import Running, run_main, start_main
@@ -47,6 +48,7 @@ def test_a_run_records_and_prints_the_data_it_read(finished_run, noise_archive):
   [segment] = _history(workdir)
   assert segment['data'] == {'source': 'archive', 'location': str(noise_archive),
                              'fingerprint': cache.fingerprint(noise_archive)}
+  assert segment['versions'] == run_record.tested_versions_state()
   assert f'on cifar10 (archive {noise_archive}), batch 8' in output
   assert segment['step'] == 0 and segment['changes'] == {}
   assert segment['config'] == json.loads((workdir / run_record.CONFIG_FILE).read_text())
@@ -128,3 +130,19 @@ def test_a_damaged_archive_is_called_damaged(tmp_path, noise_archive, data_flags
   assert f'{archive} is damaged or incomplete' in refused.output
   assert f'check it with `gzip -t {archive}`' in refused.output
   assert 'lay the images out' not in refused.output and 'Traceback' not in refused.output
+
+
+def test_the_installed_versions_are_named_where_they_differ_from_the_tested_ones(tmp_path,
+                                                                               monkeypatch):
+  """constraints.txt pins what CI tested; config_history and the report name what differs."""
+  jax_version, numpy_version = (importlib.metadata.version(name) for name in ('jax', 'numpy'))
+  constraints = tmp_path / 'constraints.txt'
+  constraints.write_text(f'numpy=={numpy_version}\nJAX==0.0.1\nnot-installed-here==1.0\n')
+  differ = f'versions differ from constraints.txt: JAX {jax_version} (tested 0.0.1)'
+  assert run_record.tested_versions_state(constraints) == differ
+  monkeypatch.setattr(run_record, 'CONSTRAINTS', constraints)
+  assert f'- Not the tested install: {differ}.' in report.render(tmp_path, {}, {}, {}, 'test')
+  constraints.write_text(f'numpy=={numpy_version}\njax=={jax_version}\n')
+  assert run_record.tested_versions_state(constraints) == run_record.AS_TESTED
+  assert 'Not the tested install' not in report.render(tmp_path, {}, {}, {}, 'test')
+  assert run_record.tested_versions_state(tmp_path / 'absent.txt') is None

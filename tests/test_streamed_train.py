@@ -15,6 +15,7 @@ import pytest
 
 import imagenet
 from resnet_jax import errors, sharding, train
+from resnet_jax.data import DataError
 from resnet_jax.data.imagenet import fake_images, workers
 from resnet_jax.faults.runs import (REPO, Running, assert_same_training, child_pids,
                                     compilation_cache_env, final_state,
@@ -181,9 +182,11 @@ def _workers_starting(running: Running, after: str):
   return moment
 
 
-def _segments_of(pid: int) -> list[str]:
-  return [path.name for path in workers.SHARED_MEMORY.glob(
-      f'{workers.SEGMENT_PREFIX}{pid}_*')]
+def _owned_by(pid: int) -> list[str]:
+  """What /dev/shm holds in the name of the run with process id `pid`: its workers' shared
+  memory and the semaphores of their queues."""
+  return [path.name for prefix in (workers.SEGMENT_PREFIX, workers.SEMAPHORE_PREFIX)
+          for path in workers.SHARED_MEMORY.glob(f'{prefix}{pid}_*')]
 
 
 MOMENTS = {  # (signal, moment) as the issue's crash test found them.
@@ -210,7 +213,7 @@ def test_a_signal_to_the_process_group_saves_exits_42_and_the_rerun_ends_the_sam
   assert 'Traceback' not in stopped.output and 'leaked' not in stopped.output, stopped.output
   step = int(re.search(r'saved a checkpoint at step (\d+)', stopped.output)[1])
   assert final_state(tmp_path)[0] == step < STEPS
-  assert not _segments_of(running.process.pid)
+  assert not _owned_by(running.process.pid)
   assert 'Resumed' in run_streamed(tmp_path, stream_flags, WORKERS)
   assert_same_training(tmp_path, streamed_run, exact=True)
 
@@ -227,7 +230,24 @@ def test_a_killed_runs_workers_exit_and_its_restart_frees_its_shared_memory(tmp_
   assert not child_pids(running.process.pid)
   with pytest.raises(ProcessLookupError):  # Its workers exited with it.
     os.killpg(running.process.pid, 0)
-  assert not _segments_of(running.process.pid)
+  assert not _owned_by(running.process.pid)
+
+
+@pytest.mark.slow
+def test_a_killed_process_groups_segments_and_semaphores_are_freed_by_the_restart(
+    tmp_path, stream_flags):
+  """kill -9 of the whole group (the workers and multiprocessing's resource tracker too) leaves
+  the shared memory and the named semaphores of the workers' queues in /dev/shm; they carry the
+  run's name, and the restart frees them."""
+  running = start_streamed(tmp_path, stream_flags, WORKERS)
+  assert running.wait_for(rf'\bstep 2/{STEPS}')
+  os.killpg(running.process.pid, signal.SIGKILL)
+  running.finish()
+  left = _owned_by(running.process.pid)
+  assert any(name.startswith(workers.SEMAPHORE_PREFIX) for name in left), left
+  restart = start_streamed(tmp_path, stream_flags, WORKERS, '--config.num_train_steps=2')
+  assert restart.finish().returncode == 0
+  assert not _owned_by(running.process.pid)
 
 
 def test_a_bad_val_image_found_by_an_eval_keeps_the_steps_before_it(tmp_path, stream_flags,
@@ -250,6 +270,21 @@ def test_a_bad_val_image_found_by_an_eval_keeps_the_steps_before_it(tmp_path, st
   image.write_bytes(good)
   assert f'at step {EVAL_EVERY}.' in run_streamed(workdir, flags)
   assert metric_records(workdir) == metric_records(streamed_run)
+
+
+def test_a_run_refused_for_its_data_leaves_the_workdir_as_it_found_it(tmp_path):
+  tree = fake_images.write_ilsvrc_tree(tmp_path / 'ilsvrc', {'train': 1, 'val': 1})
+  (tree / 'train' / 'n09999999').mkdir()  # An empty class folder.
+  config = imagenet.get_config('smoke')
+  config.data.update(source='folder', path=str(tree), cache_dir=str(tmp_path / 'cache'))
+  existing = tmp_path / 'existing'
+  existing.mkdir()
+  (existing / 'notes.txt').write_text('mine')
+  for workdir in (tmp_path / 'new' / 'run', existing):
+    with pytest.raises(DataError, match='holds no images'):
+      train.train_and_evaluate(config, str(workdir))
+  assert not (tmp_path / 'new').exists()
+  assert [path.name for path in existing.iterdir()] == ['notes.txt']
 
 
 def test_a_resumed_run_logs_the_unreadable_files_skipped_before_its_checkpoint(tmp_path):
@@ -282,8 +317,6 @@ def test_evaluate_stops_cleanly_on_a_group_sigterm_as_its_workers_start(streamed
   assert signal_group_when(running, signal.SIGTERM, _workers_starting(running, 'Resumed'))
   stopped = running.finish()
   assert stopped.returncode == errors.Terminated.exit_code, stopped.tail()
-  assert 'Traceback' not in stopped.output, stopped.output
-  # What /dev/shm holds is the truth: the resource tracker may still count a segment whose
-  # unlink the signal cut between removing the file and unregistering it, and warn at exit.
-  assert not _segments_of(running.process.pid)
+  assert 'Traceback' not in stopped.output and 'leaked' not in stopped.output, stopped.output
+  assert not _owned_by(running.process.pid)
   assert not (streamed_run / 'eval_10crop.json').exists()

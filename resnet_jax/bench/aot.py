@@ -115,7 +115,7 @@ def compile_run(config: ml_collections.ConfigDict, target: targets.Target,
                 programs: tuple[str, ...] = ()) -> tuple[train.Setup, list[Program]]:
   """The setup of `config` on `target`'s devices and its programs (those named in `programs`,
   default all: train, eval or center, 10crop, multiscale), compiled."""
-  setup = train.build(config, describe_devices(target), aot_inputs.open_feed)
+  setup = train.build(config, devices=describe_devices(target), open_feed=aot_inputs.open_feed)
   return setup, [_compiled(*program) for program in _programs(setup)
                  if not programs or program[0].split()[-1] in programs]
 

@@ -97,7 +97,8 @@ def closing_when_done(iterator) -> Iterator[dict[str, np.ndarray]]:
 def prefetched(batches: grain.MapDataset, num_workers: int) -> Iterator[dict[str, np.ndarray]]:
   """An iterator of `batches`, computed ahead by `num_workers` processes (0: this one) with
   READ_THREADS threads each; close() stops them. The workers ignore the stop signals sent to
-  the process group and free their shared memory (workers.py)."""
+  the process group and free their shared memory; what the run leaves in /dev/shm if it is
+  killed carries its name, for the next run to free (workers.py)."""
   if num_workers and not flags.FLAGS.is_parsed():
     # grain reads its absl flags when it starts workers, and fails unless they were parsed
     # (absl.app does that; a notebook or pytest does not): take their defaults.
@@ -106,9 +107,11 @@ def prefetched(batches: grain.MapDataset, num_workers: int) -> Iterator[dict[str
       grain.ReadOptions(num_threads=READ_THREADS, prefetch_buffer_size=READ_THREADS))
   if not num_workers:
     return iter(batches)
+  workers.name_semaphores_after_this_run()
+  workers.leave_segments_untracked()
   tag = workers.iterator_tag()
   init = functools.partial(workers.worker_init, tag)
-  with workers.stop_signals_held():
+  with workers.stop_signals_held(defer_handlers=True):
     return _WorkerIterator(iter(batches.mp_prefetch(
         grain.MultiprocessingOptions(num_workers=num_workers), worker_init_fn=init)), tag)
 
@@ -116,17 +119,22 @@ def prefetched(batches: grain.MapDataset, num_workers: int) -> Iterator[dict[str
 class _WorkerIterator:
   """A grain iterator fed by worker processes, whose every call holds the stop signals: grain
   starts a worker from threads it starts in such calls, which inherit the held mask
-  (workers.py)."""
+  (workers.py). Until the first batch has come, and so the workers have started, a stop
+  signal's handler waits for the call to end; later it runs at once, so that Ctrl-C still
+  stops a run whose workers hang."""
 
   def __init__(self, iterator: grain.DatasetIterator, tag: str | None):
     self._iterator, self._tag = iterator, tag
+    self._started = False
 
   def __iter__(self) -> '_WorkerIterator':
     return self
 
   def __next__(self):
-    with workers.stop_signals_held():
-      return next(self._iterator)
+    with workers.stop_signals_held(defer_handlers=not self._started):
+      batch = next(self._iterator)
+    self._started = True
+    return batch
 
   def close(self) -> None:
     self._iterator.close()  # Stops the workers.
