@@ -225,7 +225,9 @@ def write_results(config: ml_collections.ConfigDict, study_dir: epath.Path) -> l
   paper = analysis.PAPER_RESULTS[dataset]
   runs = analysis.load_study(study_dir)
   table = analysis.summarize(analysis.final_errors(runs), paper)
-  verdict = analysis.verdict(table, paper)
+  # Depth against depth within each family over `depths`, both families alike (ResNet-only
+  # depths aside, which have no plain net to set beside them).
+  verdict = analysis.verdict(table[table.depth.isin(config.depths)], paper)
   # Figure 7 measures the nets on CIFAR's in-memory eval images; the streamed input has none.
   responses = (layer_responses(runs, config.figure7.num_images, config.figure7.batch_size)
                if dataset == 'cifar' else None)
@@ -290,8 +292,9 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
     return verdict
   dataset = studied_dataset(config)
   if dataset == 'cifar':
-    print(f'Wrote {RESULTS_MD}, {RESULTS_CSV}, {FIGURE6_PNG}, {FIGURE7_PNG} and {RESPONSES_CSV} '
-          f'to {study_dir}.')
+    right = f'{FIGURE6_RIGHT_PNG}, ' if deepest_resnet_depths(config) else ''
+    print(f'Wrote {RESULTS_MD}, {RESULTS_CSV}, {FIGURE6_PNG}, {right}{FIGURE7_PNG} and '
+          f'{RESPONSES_CSV} to {study_dir}.')
   else:
     print(f'Wrote {RESULTS_MD}, {RESULTS_CSV} and {CURVES_PNG[dataset]} to {study_dir}; no '
           f'{FIGURE7_PNG} (layer responses are measured on CIFAR nets only).')
