@@ -31,7 +31,9 @@ estimate; 0: no estimate), and each study's config under --config.cifar and --co
 
 Measured: `:smoke` on 2 CPU cores shared with other test runs (load average 9-13): 10 min 07 s
 end to end (4 min 13 s of CPU time), every part complete, a plumbing check whose numbers mean
-nothing; the default plan's estimate: docs/performance.md. No accelerator run yet.
+nothing; with the tables34 pair, table5 and a scanned 2-seed resnet32 as its deep net (load
+average 8-11): 14 min 29 s (5 min 27 s of CPU time); its deep net is now resnet20. The default
+plan's estimate: docs/performance.md. No accelerator run yet.
 """
 import ml_collections
 

@@ -90,11 +90,10 @@ def estimate(runs: list[PlannedRun], steps: int) -> dict[str, Estimate]:
     group = [run for run in left if models.parse(run.config.model).dataset == dataset]
     cheapest = min(group, key=lambda run: work[run.name])
     timed = estimates[cheapest.name] = time_steps(cheapest.config, steps)
-    for run in group:
+    for run in (run for run in group if run is not cheapest):
       ratio = work[run.name] / work[cheapest.name]
-      if run is not cheapest:
-        estimates[run.name] = (timed.scaled(ratio, cheapest.name) if ratio > TIMED_WORK_RATIO
-                               else time_steps(run.config, steps))
+      estimates[run.name] = (timed.scaled(ratio, cheapest.name) if ratio > TIMED_WORK_RATIO
+                             else time_steps(run.config, steps))
   return estimates
 
 

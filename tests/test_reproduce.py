@@ -157,9 +157,9 @@ def test_smoke_prints_the_plan_first_then_reports_every_part(smoke):
   assert outcomes['cifar']['steps_done'] == outcomes['cifar']['steps'] == 5 * 12
   assert ("resnet20_seeds0-1: 12 steps (0 done): ~" in result.stdout and
           "(estimate: plain8_seed0's timed steps scaled by multiply-adds)" in result.stdout)
-  report = (workdir / 'report.md').read_text()
+  markdown = (workdir / 'report.md').read_text()
   for title in reproduce.PARTS.values():
-    assert f'## {title}' in report
+    assert f'## {title}' in markdown
   for line in ('| resnet50 | 50 | 25.6M | 3.86×10⁹ | 3.8×10⁹ | +1.5% |',
                '![figure6.png](cifar/figure6.png)', '![figure4.png](imagenet/figure4.png)',
                'Too few steps to mean anything', 'Too few seeds: 1 run per net',
@@ -168,9 +168,9 @@ def test_smoke_prints_the_plan_first_then_reports_every_part(smoke):
                '| 2 nets | multiscale, validation | complete |', '(test set) |',
                "The paper's figure is on the ImageNet test set",
                'these errors check the plumbing and mean nothing', '--config.parts=table5`'):
-    assert line in report
-  assert '| resnet20 | complete | 2 |' in report
-  assert '| resnet18 (B) | 10crop, Table 3 | complete |' in report
+    assert line in markdown
+  assert '| resnet20 | complete | 2 |' in markdown
+  assert '| resnet18 (B) | 10crop, Table 3 | complete |' in markdown
   numbers = report_numbers(workdir)
   assert [(row['net'], row['shortcut']) for row in numbers['tables34']] == [
       (net, shortcut) for net, shortcut in (('plain18', 'A'), ('resnet18', 'A'),
@@ -293,7 +293,9 @@ def test_the_ensembles_errors_are_those_of_its_averaged_probabilities(smoke):
   top5 = np.argsort(averaged, axis=1)[:, -5:]
   expected = {'error': np.mean(averaged.argmax(axis=1) != labels),
               'top5_error': np.mean(~(top5 == labels[:, None]).any(axis=1)),
-              'loss': -np.mean(np.log(averaged[np.arange(len(labels)), labels]))}
+              # The loss clamps a probability that underflowed to 0, as the evaluation's does.
+              'loss': -np.mean(np.log(np.maximum(averaged[np.arange(len(labels)), labels],
+                                                 1e-12)))}
   written = report_numbers(workdir)['table5']
   assert written['top1_error'] == pytest.approx(100 * expected['error'])
   assert written['top5_error'] == pytest.approx(100 * expected['top5_error'])
