@@ -5,12 +5,16 @@ Run (from the repository root):
   python -m resnet_jax.study --config=experiments/degradation.py --workdir=/tmp/degradation
 
 Variants after the colon, comma-separated, e.g. `:full,jpeg`:
-  full: depths 20, 32, 44, 56 and 110 (default: 20 and 56, the pair of Figure 1);
+  full: depths 20, 32, 44, 56 and 110 (default: 20 and 56, the pair of Figure 1), ResNet-1202
+    (no plain-1202, as in Table 6; scanned blocks; Figure 6's right panel with ResNet-110,
+    figure6_right.png) and ResNet-110 over 5 seeds (Table 6: best, and mean ± std);
   smoke: depths 8 and 14 (20 and 56 take minutes a run on a CPU), 30 steps of batch 32 on a
     1/10 train subset, evaluated every 10 steps on 500 held-out train images (the trainer has no
     smaller test subset): the whole study end to end on a CPU in a few minutes;
   jpeg, bf16, val (and smoke): the variants of experiments/cifar10.py, applied to every run.
-Overrides: --config.seeds=2 (runs per net, seeds 0..k-1), --config.depths='(20, 32)', and the
+Overrides: --config.seeds=2 (runs per net, seeds 0..k-1; --config.net_seeds.resnet110=3 for one
+net where the config names it), --config.depths='(20, 32)', --config.resnet_only_depths='(1202,)',
+and the
 trainer config of every run under --config.base (e.g. --config.base.num_train_steps=32000);
 base.model and base.seed are set per run. A net's seeds train as one program (num_replicas =
 seeds, base.mesh set to as many replica groups as seeds and devices allow), or one run after
@@ -27,6 +31,10 @@ from resnet_jax.config_files import sibling_config
 STUDY_VARIANTS = ('full', 'smoke')
 DEFAULT_DEPTHS = (20, 56)
 FULL_DEPTHS = (20, 32, 44, 56, 110)  # The depths of Figure 6 and Table 6 (1202 aside).
+FULL_RESNET_ONLY_DEPTHS = (1202,)  # Table 6 and Figure 6 (right) have no plain-1202.
+FULL_NET_SEEDS = {'resnet110': 5}  # Table 6: ResNet-110's "best (mean±std)" of 5 runs.
+# Deeper nets train with scanned blocks: a 1202-layer net unrolled takes far longer to compile.
+SCAN_BLOCKS_MIN_DEPTH = 1202
 SMOKE_DEPTHS = (8, 14)
 
 
@@ -50,6 +58,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.depths = FULL_DEPTHS if 'full' in variants else DEFAULT_DEPTHS
   config.seeds = 1
+  config.net_seeds = ml_collections.ConfigDict(FULL_NET_SEEDS if 'full' in variants else {})
+  config.resnet_only_depths = FULL_RESNET_ONLY_DEPTHS if 'full' in variants else ()
+  config.scan_blocks_min_depth = SCAN_BLOCKS_MIN_DEPTH
   # The seeds of a net as one program, split over the mesh's replica axis (a small CIFAR net
   # cannot fill an accelerator); False: one run per seed, as studies before it. Each device
   # group runs its seeds with ordinary convs (base.replica_batching='auto'), so on a CPU the

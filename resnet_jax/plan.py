@@ -1,8 +1,10 @@
 """The plan of `python -m resnet_jax.reproduce`: every training run of its parts, the steps each
 has done and has left, and the training time they will take, estimated from the step rates
 measured on these devices before (time_budget.measured_rate) or from steps timed after a
-warm-up, each with its range and source."""
+warm-up, each with its range and source; the largest nets' from a cheaper net's rate, scaled
+by multiply-adds."""
 import dataclasses
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -11,7 +13,13 @@ import jax
 import ml_collections
 from etils import epath
 
-from resnet_jax import analysis, study, time_budget, train
+from resnet_jax import analysis, models, study, time_budget, train
+from resnet_jax.models.complexity import count_multiply_adds
+
+# A run whose step takes more than this many times the multiply-adds of the cheapest run of
+# its dataset is not timed (a step of ResNet-152 or ResNet-1202 takes minutes on a CPU): its
+# estimate is the cheapest run's, scaled by the ratio of their multiply-adds.
+TIMED_WORK_RATIO = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +73,8 @@ def estimate(runs: list[PlannedRun], timed_steps: int = 0,
              say: Callable[[str], None] = print) -> dict[str, time_budget.StepRate]:
   """The StepRate of every run with steps left, by name, that one was measured for (a training
   run, `bench train` or an earlier plan, on these devices); with `timed_steps`, the others
-  are timed now, saying which."""
+  are timed now, saying which. A run without a rate that does more than TIMED_WORK_RATIO times
+  the multiply-adds a step of its data set's cheapest run with a rate gets that rate, scaled."""
   rates, unmeasured = {}, {}  # Runs without a rate by rate_key: the seeds of a net share one.
   for run in runs:
     if run.steps_done() < run.steps:
@@ -75,12 +84,52 @@ def estimate(runs: list[PlannedRun], timed_steps: int = 0,
         rates[run.name] = rate
       else:
         unmeasured.setdefault(key, []).append(run)
-  for index, alike in enumerate(unmeasured.values() if timed_steps else (), start=1):
-    say(f'Timing {alike[0].name} ({index} of {len(unmeasured)} nets without a measured rate): '
-        f'compiling, then {timed_steps} steps...')
-    rate = time_steps(alike[0].config, timed_steps)
-    rates.update({run.name: rate for run in alike})
+  alikes = list(unmeasured.values())
+  if timed_steps:  # The cheapest first, so that the largest nets are scaled, not timed.
+    alikes.sort(key=lambda alike: step_multiply_adds(alike[0].config))
+  for index, alike in enumerate(alikes, start=1):
+    rate = _scaled_rate(alike[0], runs, rates)
+    if not rate and timed_steps:
+      say(f'Timing {alike[0].name} ({index} of {len(alikes)} nets without a measured rate): '
+          f'compiling, then {timed_steps} steps...')
+      rate = time_steps(alike[0].config, timed_steps)
+    if rate:
+      rates.update({run.name: rate for run in alike})
   return rates
+
+
+def _scaled_rate(run: PlannedRun, runs: list[PlannedRun],
+                 rates: dict[str, time_budget.StepRate]) -> time_budget.StepRate | None:
+  """The rate of the cheapest run of `run`'s data set with one, scaled by their multiply-adds
+  a step, if `run` does more than TIMED_WORK_RATIO times its work (timing a step of ResNet-152
+  or ResNet-1202 takes minutes on a CPU); else None."""
+  dataset = models.parse(run.config.model).dataset
+  with_rate = [other for other in runs if other.name in rates
+               and models.parse(other.config.model).dataset == dataset]
+  if not with_rate:
+    return None
+  cheapest = min(with_rate, key=lambda other: step_multiply_adds(other.config))
+  ratio = step_multiply_adds(run.config) / step_multiply_adds(cheapest.config)
+  if ratio <= TIMED_WORK_RATIO:
+    return None
+  rate = rates[cheapest.name]
+  return time_budget.StepRate(
+      rate.median / ratio, rate.slowest / ratio, rate.fastest / ratio,
+      f"{cheapest.name}'s rate ({rate.source}) scaled by multiply-adds ({ratio:.1f}x)")
+
+
+def step_multiply_adds(config: ml_collections.ConfigDict) -> int:
+  """Multiply-adds of the forward passes of one train step of `config`: its net's per image
+  (as Table 1 counts them) times the batch and the seeds trained at once."""
+  spec = models.parse(config.model)
+  crop = config.data.crop_size if spec.dataset == 'imagenet' else spec.image_shape[0]
+  per_image = _net_multiply_adds(config.model, config.shortcut, (crop, crop, 3))
+  return per_image * config.batch_size * config.get('num_replicas', 1)
+
+
+@functools.cache
+def _net_multiply_adds(net: str, shortcut: str, image_shape: tuple[int, int, int]) -> int:
+  return count_multiply_adds(models.create(net, shortcut=shortcut), image_shape)
 
 
 def compile_for(runs: list[PlannedRun], target: str) -> dict[str, str]:

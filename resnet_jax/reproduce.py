@@ -36,9 +36,11 @@ PARTS = {
     'cifar': 'Figure 1, Table 6, Figures 6 and 7: the CIFAR-10 degradation study',
     'imagenet': 'Table 2 and Figure 4: the ImageNet plain-vs-residual study',
     'tables34': 'Tables 3 and 4: 10-crop and multi-scale testing of the trained ImageNet nets',
+    'table5': 'Table 5: the ensemble of the nets of Tables 3 and 4',
 }
 STUDY_PARTS = ('cifar', 'imagenet')
-IMAGENET_PARTS = ('imagenet', 'tables34')
+IMAGENET_PARTS = ('imagenet', 'tables34', 'table5')
+SHORTCUT_OPTIONS = ('A', 'B', 'C')  # Section 3.3: zero-padding, projections where needed, all.
 RESULTS_JSON = 'results.json'  # The numbers of every part, which the report shows.
 PARTS_JSON = 'parts.json'  # Each part's status, steps and wall time over all invocations.
 TABLE1_CSV = 'table1.csv'
@@ -63,7 +65,7 @@ def select_parts(config: ml_collections.ConfigDict,
         part: 'not in --config.parts' for part in PARTS if part not in asked}
   if has_data:
     return list(PARTS), {}
-  with_data = part_command(command, 'imagenet,tables34') + ' --config.data_dir=TFDS_DIR'
+  with_data = part_command(command, ','.join(IMAGENET_PARTS)) + ' --config.data_dir=TFDS_DIR'
   reason = (f'no ImageNet data configured; with imagenet2012 prepared by TFDS in TFDS_DIR: '
             f'`{with_data}` (or an ILSVRC folder: --config.imagenet.base.data.source=folder '
             '--config.imagenet.base.data.path=DIR)')
@@ -100,8 +102,10 @@ def reproduce(config: ml_collections.ConfigDict, workdir: str, command: list[str
   timed_steps = config.estimate_steps if dry_run else 0
   studies = {part: _study_config(config, part, workdir, not dry_run or timed_steps > 0)
              for part in STUDY_PARTS
-             if part in parts or (part == 'imagenet' and 'tables34' in parts)}
+             if part in parts or (part == 'imagenet' and set(parts) & set(IMAGENET_PARTS))}
   runs = plan.planned_runs(studies, workdir)
+  if 'imagenet' in studies:
+    runs += tables34_runs(config.tables34.nets, studies['imagenet'], workdir)
   trained = [run for run in runs if run.part in parts]
   rates = plan.estimate(trained)
   compiled = plan.compile_for(trained, target) if target else {}
@@ -135,6 +139,24 @@ def reproduce(config: ml_collections.ConfigDict, workdir: str, command: list[str
     raise OutOfTime(f'Time budget spent: {workdir / report.REPORT_MD} says what finished and '
                     f'what did not; `{part_command(command)}` continues.')
   return outcomes
+
+
+def tables34_runs(nets: tuple[str, ...], imagenet: ml_collections.ConfigDict,
+                  workdir: epath.Path) -> list[plan.PlannedRun]:
+  """The runs of `nets` ('resnet34:C': a net and its shortcut option), the nets of Tables 3
+  and 4 that the imagenet study does not train: its recipe and data, seed 0, each in
+  WORKDIR/tables34/NET_OPTION_seed0."""
+  runs = []
+  for entry in nets:
+    net, _, shortcut = entry.partition(':')
+    if shortcut not in SHORTCUT_OPTIONS:
+      raise ConfigError(f'tables34.nets entry {entry!r} is not NET:OPTION with an option in '
+                        f'{SHORTCUT_OPTIONS}; e.g. resnet34:C.')
+    run = study.run_config(imagenet, net, seed=0)
+    run.shortcut = shortcut
+    name = analysis.run_name(f'{net}_{shortcut}', 0)
+    runs.append(plan.PlannedRun('tables34', name, run, workdir / 'tables34' / name))
+  return runs
 
 
 def _study_config(config, part: str, workdir: epath.Path, with_data: bool):
@@ -188,9 +210,14 @@ def _run_study(context: _Context, part: str):
 
 
 def _run_tables34(context: _Context, part: str):
-  """10-crop and multi-scale testing of every ImageNet net trained so far."""
+  """Trains the nets of Tables 3 and 4 that the imagenet part does not (within the budget
+  left), then 10-crop and multi-scale testing of every ImageNet net trained so far."""
   rows, missing = [], 0
-  trained = [run for run in context.runs_of('imagenet') if run.steps_done()]
+  own = context.runs_of(part)
+  if own:
+    study.train_programs({run.name: run.config for run in own}, context.workdir / part,
+                         context.deadline)
+  trained = [run for run in context.runs_of('imagenet') + own if run.steps_done()]
   if not trained:
     why = ('the time budget was spent before an ImageNet net trained a step' if
            context.deadline.passed() else 'no trained ImageNet nets yet: run the imagenet part')
@@ -209,9 +236,46 @@ def _run_tables34(context: _Context, part: str):
                    'top1_error': 100 * result['error'], 'top5_error': 100 * result['top5_error'],
                    'paper_top1_error': top1, 'paper_top5_error': top5})
   outcome = _steps_outcome(rows)
-  if missing:
+  if missing or any(run.steps_done() < run.steps for run in own):
     outcome['status'] = 'partial'
   return rows, outcome
+
+
+def _run_table5(context: _Context, part: str):
+  """The ensemble of the nets tables34 trained (Table 5), at their latest checkpoints."""
+  members = [run for run in context.runs_of('tables34') if run.steps_done()]
+  if len(members) < 2:
+    planned = ('fewer than two of them trained yet: run the tables34 part first'
+               if context.config.tables34.nets else
+               'no nets planned for it (--config=experiments/paper.py:full plans them)')
+    return {}, {'status': 'skipped', 'reason': f'needs two or more nets of tables34, {planned}'}
+  table5 = context.config[part]
+  result = _ensemble_evaluation(members, table5, context.workdir / part, context.deadline)
+  progress = [{'steps_done': run.steps_done(), 'steps': run.steps} for run in members]
+  outcome = _steps_outcome(progress)
+  if result is None:
+    return {}, {**outcome, 'status': 'partial'}
+  return {'mode': result['mode'], 'members': result['members'], 'images': result['images'],
+          'top1_error': 100 * result['error'], 'top5_error': 100 * result['top5_error'],
+          'paper_top5_error': analysis.PAPER_ENSEMBLE_TOP5}, outcome
+
+
+def _ensemble_evaluation(members: list[plan.PlannedRun], table5, folder: epath.Path,
+                         deadline) -> dict | None:
+  """evaluate's ensemble result of `members` at their latest checkpoints: read back if
+  written for those, else computed into `folder` (None once the budget is spent)."""
+  saved = folder / f'ensemble_{table5.mode}.json'
+  if saved.exists():
+    result = json.loads(saved.read_text())
+    if [(member['workdir'], member['step']) for member in result['members']] == [
+        (str(run.workdir), run.steps_done()) for run in members]:
+      return result
+  if deadline.passed():
+    return None
+  eval_config = evaluate.default_config()
+  eval_config.eval.mode, eval_config.eval.batch_size = table5.mode, table5.batch_size
+  eval_config.eval.members = ','.join(str(run.workdir) for run in members)
+  return evaluate.evaluate_ensemble(eval_config, str(folder))
 
 
 def _evaluation(run: plan.PlannedRun, mode: str, batch_size: int, deadline) -> dict | None:
@@ -243,7 +307,7 @@ def _steps_outcome(progress: list[dict]) -> dict:
 
 
 _PART_RUNNERS = {'table1': _run_table1, 'cifar': _run_study, 'imagenet': _run_study,
-                 'tables34': _run_tables34}
+                 'tables34': _run_tables34, 'table5': _run_table5}
 
 
 def _use_compilation_cache(workdir: str) -> None:

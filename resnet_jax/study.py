@@ -37,6 +37,7 @@ RESULTS_CSV = 'results.csv'
 RESULTS_MD = 'results.md'
 RESPONSES_CSV = 'layer_responses.csv'
 FIGURE6_PNG = 'figure6.png'
+FIGURE6_RIGHT_PNG = 'figure6_right.png'  # The deepest ResNets (110 and 1202 layers).
 FIGURE4_PNG = 'figure4.png'  # Figure 6's error curves for ImageNet nets.
 CURVES_PNG = {'cifar': FIGURE6_PNG, 'imagenet': FIGURE4_PNG}
 FIGURE7_PNG = 'figure7.png'
@@ -52,26 +53,40 @@ def planned_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.
   `seeds_in_one_program` is off or there is one seed."""
   if config.seeds < 1:
     raise ConfigError(f'seeds must be at least 1 (runs per net), got {config.seeds}.')
-  one_program = config.seeds_in_one_program and config.seeds > 1
-  if one_program and studied_dataset(config) != 'cifar':
-    raise ConfigError('The streamed ImageNet input trains one net per run, not several seeds '
-                      'at once; set --config.seeds_in_one_program=False.')
   runs = {}
-  for depth in config.depths:
-    for family in FAMILIES:
-      net = f'{family}{depth}'
-      if one_program:
-        runs[f'{net}_seeds0-{config.seeds - 1}'] = program_config(config, net)
-      else:
-        for seed in range(config.seeds):
-          runs[analysis.run_name(net, seed)] = run_config(config, net, seed)
+  for net in studied_nets(config):
+    seeds = net_seeds(config, net)
+    if not (config.seeds_in_one_program and seeds > 1):
+      for seed in range(seeds):
+        runs[analysis.run_name(net, seed)] = run_config(config, net, seed)
+    elif studied_dataset(config) != 'cifar':
+      raise ConfigError('The streamed ImageNet input trains one net per run, not several seeds '
+                        'at once; set --config.seeds_in_one_program=False.')
+    else:
+      runs[f'{net}_seeds0-{seeds - 1}'] = program_config(config, net)
   return runs
+
+
+def studied_nets(config: ml_collections.ConfigDict) -> list[str]:
+  """The plain and residual net of each depth, then the ResNets of `resnet_only_depths`
+  (Table 6 has no plain-1202)."""
+  return ([f'{family}{depth}' for depth in config.depths for family in FAMILIES]
+          + [f'resnet{depth}' for depth in config.get('resnet_only_depths', ())])
+
+
+def net_seeds(config: ml_collections.ConfigDict, net: str) -> int:
+  """The runs of `net`: its entry in `net_seeds` (Table 6 reports ResNet-110 over 5 runs),
+  else `seeds`."""
+  seeds = config.get('net_seeds', {}).get(net, config.seeds)
+  if seeds < 1:
+    raise ConfigError(f'net_seeds.{net} must be at least 1 (runs of the net), got {seeds}.')
+  return seeds
 
 
 def run_config(config: ml_collections.ConfigDict, net: str,
                seed: int) -> ml_collections.ConfigDict:
-  """The base config with the net and seed of one run, and the warm-up of deep nets (where
-  the study config has a `deep_warmup`)."""
+  """The base config with the net and seed of one run, the warm-up of deep nets (where the
+  study config has a `deep_warmup`) and scanned blocks from `scan_blocks_min_depth` layers."""
   spec = models.parse(net)
   dataset = studied_dataset(config)
   if spec.dataset != dataset:
@@ -83,6 +98,9 @@ def run_config(config: ml_collections.ConfigDict, net: str,
   warmup = config.get('deep_warmup')
   if warmup and spec.depth >= warmup.min_depth:
     run.optimizer.warmup_steps = warmup.steps
+  scan_depth = config.get('scan_blocks_min_depth')
+  if scan_depth and spec.depth >= scan_depth:
+    run.scan_blocks = True  # One traced block per stage: compiling does not grow with depth.
   return run
 
 
@@ -98,11 +116,11 @@ def studied_dataset(config: ml_collections.ConfigDict) -> str:
 # one run's config, checkpoint fingerprint and metrics, for at most twice the replicas per
 # program, which more seeds give as well.
 def program_config(config: ml_collections.ConfigDict, net: str) -> ml_collections.ConfigDict:
-  """The config training seeds 0..seeds-1 of `net` at once: `num_replicas` = seeds, split
-  over as many replica groups of the devices as both allow (see replica_groups)."""
+  """The config training seeds 0..k-1 of `net` at once (k = net_seeds): `num_replicas` = k,
+  split over as many replica groups of the devices as both allow (see replica_groups)."""
   run = run_config(config, net, seed=0)
-  run.num_replicas = config.seeds
-  run.mesh.replica, run.mesh.data = replica_groups(config.seeds), -1
+  run.num_replicas = net_seeds(config, net)
+  run.mesh.replica, run.mesh.data = replica_groups(run.num_replicas), -1
   return run
 
 
@@ -130,8 +148,15 @@ def train_runs(config: ml_collections.ConfigDict, study_dir: epath.Path,
   """Trains every planned program that has not finished, saying which it trains or skips;
   until the `deadline` (the capstone's), or else the study's `time_budget`, is passed (each
   run stops with a checkpoint). Returns whether every program finished."""
-  runs = planned_runs(config)
   deadline = deadline or time_budget.Deadline(time_budget.parse_budget(config.get('time_budget')))
+  return train_programs(planned_runs(config), study_dir, deadline, config)
+
+
+def train_programs(runs: dict[str, ml_collections.ConfigDict], study_dir: epath.Path,
+                   deadline: time_budget.Deadline,
+                   config: ml_collections.ConfigDict | None = None) -> bool:
+  """train_runs for `runs` (trainer configs by folder name in `study_dir`) until `deadline`;
+  `config` is the study's, needed where a program trains several seeds at once."""
   finished = True
   for index, (name, run) in enumerate(runs.items(), start=1):
     workdir = study_dir / name
@@ -199,7 +224,10 @@ def write_results(config: ml_collections.ConfigDict, study_dir: epath.Path) -> l
   paper = analysis.PAPER_RESULTS[dataset]
   runs = analysis.load_study(study_dir)
   table = analysis.summarize(analysis.final_errors(runs), paper)
-  verdict = analysis.verdict(table, paper, analysis.runs_stand_in(runs))
+  # Depth against depth within each family over `depths`, both families alike (ResNet-only
+  # depths aside, which have no plain net to set beside them).
+  verdict = analysis.verdict(table[table.depth.isin(config.depths)], paper,
+                             analysis.runs_stand_in(runs))
   # Figure 7 measures the nets on CIFAR's in-memory eval images; the streamed input has none.
   responses = (layer_responses(runs, config.figure7.num_images, config.figure7.batch_size)
                if dataset == 'cifar' else None)
@@ -207,10 +235,20 @@ def write_results(config: ml_collections.ConfigDict, study_dir: epath.Path) -> l
     (study_dir / RESULTS_CSV).write_text(csv_text(table))
     (study_dir / RESULTS_MD).write_text(analysis.results_markdown(table, verdict, paper))
     _save_figure(analysis.figure6(runs, paper), study_dir / CURVES_PNG[dataset])
+    deepest = deepest_resnet_depths(config)
+    if deepest:
+      _save_figure(analysis.figure6_right(runs, deepest), study_dir / FIGURE6_RIGHT_PNG)
     if responses is not None:
       (study_dir / RESPONSES_CSV).write_text(csv_text(responses))
       _save_figure(analysis.figure7(responses), study_dir / FIGURE7_PNG)
   return verdict
+
+
+def deepest_resnet_depths(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """The depths of Figure 6's right panel: the deepest of `depths` and the ResNet-only depths
+  beyond it (110 and 1202 in the paper); none for a study without ResNet-only depths."""
+  beyond = tuple(config.get('resnet_only_depths', ()))
+  return (max(config.depths), *beyond) if beyond and config.depths else beyond
 
 
 def csv_text(table: pd.DataFrame) -> str:
@@ -254,8 +292,9 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
     return verdict
   dataset = studied_dataset(config)
   if dataset == 'cifar':
-    print(f'Wrote {RESULTS_MD}, {RESULTS_CSV}, {FIGURE6_PNG}, {FIGURE7_PNG} and {RESPONSES_CSV} '
-          f'to {study_dir}.')
+    right = f'{FIGURE6_RIGHT_PNG}, ' if deepest_resnet_depths(config) else ''
+    print(f'Wrote {RESULTS_MD}, {RESULTS_CSV}, {FIGURE6_PNG}, {right}{FIGURE7_PNG} and '
+          f'{RESPONSES_CSV} to {study_dir}.')
   else:
     print(f'Wrote {RESULTS_MD}, {RESULTS_CSV} and {CURVES_PNG[dataset]} to {study_dir}; no '
           f'{FIGURE7_PNG} (layer responses are measured on CIFAR nets only).')

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from resnet_jax import analysis, models
+from resnet_jax.analysis import ensemble
+from resnet_jax.errors import ConfigError
 from resnet_jax.models.cifar import blocks_per_stage
 
 BN_EPSILON = 1e-5  # resnet_jax.models.layers.BatchNorm's epsilon.
@@ -114,6 +116,7 @@ def test_summary_averages_seeds_and_adds_table6(study_dir):
   assert resnet20.train_error_mean == pytest.approx(9)
   assert resnet20.train_error_std == pytest.approx(np.std([8, 10], ddof=1))
   assert resnet20.paper_test_error == 8.75
+  assert resnet20.eval_error_best == pytest.approx(9)  # The better of its seeds: 9 and 11 %.
   assert math.isnan(table.set_index('model').loc['plain56', 'paper_test_error'])
 
 
@@ -291,6 +294,42 @@ def test_figure6_draws_train_and_test_curves_per_depth_in_two_panels(study_dir):
   resnet20_train = next(line for line in resnet.lines
                         if line.get_linestyle() == '--' and line.get_color() == 'C0')
   assert resnet20_train.get_ydata()[-1] == pytest.approx(9)
+
+
+def test_figure6_right_shows_only_the_resnets_of_its_depths(study_dir):
+  figure = analysis.figure6_right(analysis.load_study(study_dir), depths=(20, 56))
+  [panel] = figure.axes
+  assert sorted(line.get_linestyle() for line in panel.lines) == ['-', '-', '--', '--']
+  assert [t.get_text() for t in panel.get_legend().get_texts()] == ['ResNet-20', 'ResNet-56']
+  resnet56_test = next(line for line in panel.lines
+                       if line.get_linestyle() == '-' and line.get_color() == 'C1')
+  assert resnet56_test.get_ydata()[-1] == pytest.approx(7)
+
+
+def test_an_ensemble_averages_each_nets_probabilities_over_its_views():
+  # Net one sums its 2 scales' scores; net two has one view. Image 0: net one is sure of
+  # class 0, net two leans to class 1; averaged, class 0 wins (0.45 + 0.2 > 0.05 + 0.4).
+  net_one = np.array([[1.8, 0.2, 0.0], [0.0, 0.2, 1.8]])
+  net_two = np.array([[0.4, 0.5, 0.1], [0.1, 0.1, 0.8]])
+  averaged = ensemble.average_probabilities([net_one, net_two])
+  np.testing.assert_allclose(averaged, [[0.65, 0.3, 0.05], [0.05, 0.1, 0.85]])
+  np.testing.assert_allclose(ensemble.average_probabilities([net_one]),
+                             ensemble.probabilities(net_one))
+
+
+@pytest.mark.parametrize('other, message', [
+    (ensemble.TestSet(('a', 'b', 'c'), 'folder-1', 10), '3 classes where /runs/one has 2'),
+    (ensemble.TestSet(('a', 'b'), 'folder-2', 10),
+     'data folder-2 \\(10 images\\) where /runs/one has folder-1 \\(10\\)'),
+    (ensemble.TestSet(('a', 'b'), 'folder-1', 9),
+     'data folder-1 \\(9 images\\) where /runs/one has folder-1 \\(10\\)'),
+])
+def test_ensemble_members_must_share_their_test_set(other, message):
+  first = ensemble.TestSet(('a', 'b'), 'folder-1', 10)
+  ensemble.check_same_test_set({'/runs/one': first, '/runs/two': first})
+  with pytest.raises(ConfigError, match=f'^Ensemble members disagree: /runs/two was tested on '
+                                        f'{message}'):
+    ensemble.check_same_test_set({'/runs/one': first, '/runs/two': other})
 
 
 def test_figure7_shows_each_net_in_layer_order_and_sorted():

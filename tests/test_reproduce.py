@@ -12,16 +12,25 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import paper
-from resnet_jax import analysis, plan, report, reproduce, study, time_budget, train
+from resnet_jax import analysis, evaluate, plan, report, reproduce, study, time_budget, train
 from resnet_jax.errors import ConfigError, OutOfTime
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = ['--config=experiments/paper.py:smoke']
-SMOKE_RUNS = {'cifar': ['plain8_seed0', 'resnet8_seed0', 'plain14_seed0', 'resnet14_seed0'],
-              'imagenet': ['plain18_seed0', 'resnet18_seed0']}
+SMOKE_RUNS = {'cifar': ['plain8_seed0', 'resnet8_seed0', 'plain14_seed0', 'resnet14_seed0',
+                        'resnet20_seeds0-1'],
+              'imagenet': ['plain18_seed0', 'resnet18_seed0'],
+              'tables34': ['resnet18_B_seed0', 'resnet18_C_seed0']}
+FULL_RUNS = {'cifar': [*(f'{family}{depth}_seed0' for depth in (20, 32, 44, 56)
+                         for family in ('plain', 'resnet')),
+                       'plain110_seed0', 'resnet110_seeds0-4', 'resnet1202_seed0'],
+             'imagenet': ['plain18_seed0', 'resnet18_seed0', 'plain34_seed0', 'resnet34_seed0'],
+             'tables34': ['resnet34_B_seed0', 'resnet34_C_seed0', 'resnet50_B_seed0',
+                          'resnet101_B_seed0', 'resnet152_B_seed0']}
 
 
 def run_command(workdir, *flags, timeout=1800):
@@ -103,6 +112,43 @@ def test_a_dry_run_times_each_net_without_a_rate_once_and_keeps_its_rate(
   assert kept['plain8_seed0'].median == rates['plain8_seed0'].median
   assert kept['plain8_seed0'].source == 'one measured rate (1 plan timing)'
   assert not (tmp_path / 'paper').exists()
+def test_full_plan_lists_every_net_of_tables_3_to_6(tmp_path, capsys, monkeypatch):
+  monkeypatch.setenv('RESNET_JAX_STEP_RATES', str(tmp_path / 'rates.json'))
+  config = paper.get_config('full')
+  config.estimate_steps = 0
+  config.imagenet.base.data.source = 'synthetic'  # Any data plans the ImageNet parts.
+  reproduce.reproduce(config, str(tmp_path), dry_run=True)
+  printed = capsys.readouterr().out
+  planned = {}
+  for line in printed.splitlines():
+    if line.startswith('  ') and not line.startswith('    '):
+      part = line.split(':')[0].strip()
+    elif line.startswith('    '):
+      planned.setdefault(part, []).append(line.split(':')[0].strip())
+  assert planned == FULL_RUNS
+  assert f'  table5: {reproduce.PARTS["table5"]}\n' in printed
+  assert 'resnet152_B_seed0: 600,000 steps (0 done): no measured rate' in printed
+
+
+def test_a_net_of_far_more_work_gets_a_cheaper_nets_rate_scaled_by_multiply_adds(
+    tmp_path, monkeypatch):
+  monkeypatch.setenv('RESNET_JAX_STEP_RATES', str(tmp_path / 'rates.json'))
+  planned = {run.name: run for run in plan.planned_runs(
+      {'cifar': paper.get_config('smoke').cifar}, tmp_path / 'paper')}
+  plain8, deep = planned['plain8_seed0'], planned['resnet20_seeds0-1']
+  time_budget.record_rate(time_budget.rate_key(plain8.config), 2.0, source='bench train: today')
+  rates = plan.estimate([plain8, planned['resnet14_seed0'], deep])
+  ratio = plan.step_multiply_adds(deep.config) / plan.step_multiply_adds(plain8.config)
+  assert ratio > plan.TIMED_WORK_RATIO
+  assert rates['resnet20_seeds0-1'].median == pytest.approx(2.0 / ratio)
+  assert rates['resnet20_seeds0-1'].source.startswith(
+      "plain8_seed0's rate (one measured rate (1 bench train)) scaled by multiply-adds")
+  assert 'resnet14_seed0' not in rates  # Under the ratio and not measured: not estimated.
+
+
+def test_tables34_nets_name_a_shortcut_option():
+  with pytest.raises(ConfigError, match="'resnet34:D' is not NET:OPTION"):
+    reproduce.tables34_runs(('resnet34:D',), paper.get_config('smoke').imagenet, pathlib.Path())
 
 
 def test_default_plan_skips_imagenet_without_data_and_says_how_to_run_it(tmp_path, capsys):
@@ -115,7 +161,7 @@ def test_default_plan_skips_imagenet_without_data_and_says_how_to_run_it(tmp_pat
   for part in reproduce.IMAGENET_PARTS:
     assert (f'  {part}: {reproduce.PARTS[part]}: skipped, no ImageNet data configured; with '
             'imagenet2012 prepared by TFDS in TFDS_DIR: `python -m resnet_jax.reproduce '
-            '--config.parts=imagenet,tables34 --config.data_dir=TFDS_DIR`') in printed
+            '--config.parts=imagenet,tables34,table5 --config.data_dir=TFDS_DIR`') in printed
 
 
 @pytest.mark.parametrize('flags, message', [
@@ -174,21 +220,31 @@ def test_smoke_prints_the_plan_first_then_reports_every_part(smoke):
   outcomes = json.loads((workdir / reproduce.PARTS_JSON).read_text())
   assert {part: outcome['status'] for part, outcome in outcomes.items()} == {
       part: 'complete' for part in reproduce.PARTS}
-  assert outcomes['cifar']['steps_done'] == outcomes['cifar']['steps'] == 4 * 12
-  report = (workdir / 'report.md').read_text()
+  assert outcomes['cifar']['steps_done'] == outcomes['cifar']['steps'] == 5 * 12
+  assert 'resnet20_seeds0-1: 12 steps (0 done): ' in result.stdout
+  markdown = (workdir / 'report.md').read_text()
   for title in reproduce.PARTS.values():
-    assert f'## {title}' in report
+    assert f'## {title}' in markdown
   for line in ('| resnet50 | 50 | 25.6M | 3.86×10⁹ | 3.8×10⁹ | +1.5% |',
                '![figure6.png](cifar/figure6.png)', '![figure4.png](imagenet/figure4.png)',
                'Too few seeds: 1 run per net', '## Hardware and versions',
-               '--config.parts=tables34`'):
-    assert line in report
-  assert 'depths 8, 14, 1 seed each, synthetic images' in report
-  assert 'is Figure 1' not in report  # Figure 1 shows depths 20 and 56.
+               '--config.parts=tables34`', '![figure6_right.png](cifar/figure6_right.png)',
+               report.BEST_OF_NOTE, '| 2 nets | multiscale, validation | complete |',
+               '(test set) |', "The paper's figure is on the ImageNet test set",
+               'these errors check the plumbing and mean nothing', '--config.parts=table5`'):
+    assert line in markdown
+  assert '| resnet20 | complete | 2 |' in markdown
+  assert '| resnet18 (B) | 10crop, Table 3 | complete |' in markdown
+  assert 'depths 8, 14, 1 seed each, synthetic images' in markdown
+  assert 'is Figure 1' not in markdown  # Figure 1 shows depths 20 and 56.
   numbers = report_numbers(workdir)
-  assert [row['net'] for row in numbers['tables34']] == ['plain18', 'plain18', 'resnet18',
-                                                         'resnet18']
+  assert [(row['net'], row['shortcut']) for row in numbers['tables34']] == [
+      (net, shortcut) for net, shortcut in (('plain18', 'A'), ('resnet18', 'A'),
+                                            ('resnet18', 'B'), ('resnet18', 'C'))
+      for _ in ('10crop', 'multiscale')]
   assert {row['paper_top1_error'] for row in numbers['tables34']} == {27.94, 27.88, None}
+  assert [member['shortcut'] for member in numbers['table5']['members']] == ['B', 'C']
+  assert numbers['table5']['paper_top5_error'] == analysis.PAPER_ENSEMBLE_TOP5
 
 
 @pytest.mark.slow
@@ -209,7 +265,7 @@ def test_smoke_report_names_its_stand_in_data_and_finds_nothing(smoke):
 @pytest.mark.slow
 def test_smoke_html_report_is_self_contained(smoke):
   html = (smoke[0] / 'report.html').read_text()
-  assert html.count('src="data:image/png;base64,') == 3  # Figures 6, 7 and 4.
+  assert html.count('src="data:image/png;base64,') == 4  # Figures 6 (and its right), 7 and 4.
   assert 'src="cifar/' not in html and '<table>' in html
 
 
@@ -287,3 +343,80 @@ def test_report_of_a_study_stopped_before_a_nets_first_evaluation(tmp_path):
   assert '| resnet14 | not started (0 of 12 steps) | | — | — | | — |' in markdown
   assert ('- Finished: plain8_seed0.\n- Stopped partway: plain14_seed0 (step 1 of 12).\n'
           '- Not started: resnet14_seed0.') in markdown
+
+
+def test_report_gives_a_net_of_several_seeds_as_table6_does(tmp_path):
+  """Best seed, then mean ± std; the difference best against the paper's best of 5 runs."""
+  row = dict(family='resnet', depth=110, model='resnet110', seeds=5, step=64_000,
+             train_error_mean=0.1, train_error_std=0.05, eval_error_mean=6.71,
+             eval_error_std=0.2, eval_error_best=6.5, eval_split='test', paper_test_error=6.43)
+  runs = [dict(name='resnet110_seeds0-4', model='resnet110', steps_done=64_000, steps=64_000)]
+  results = {'cifar': dict(table=[row], runs=runs, verdict=[], seeds=1)}
+  outcomes = {'cifar': dict(status='complete', steps_done=64_000, steps=64_000, command='it')}
+  markdown = report.render(tmp_path, {'cifar': reproduce.PARTS['cifar']}, results, outcomes,
+                           'python -m resnet_jax.reproduce')
+  assert ('| resnet110 | complete | 5 | 0.10 ± 0.05 | 6.50 (6.71 ± 0.20) | 6.43 (best of 5 runs; '
+          'mean 6.61 ± 0.16) | +0.07 |') in markdown
+  assert report.BEST_OF_NOTE in markdown
+
+
+def _ensemble_config(workdir: pathlib.Path, *members: str):
+  eval_config = evaluate.default_config()
+  eval_config.eval.mode, eval_config.eval.batch_size = 'multiscale', 16
+  eval_config.eval.members = ','.join(str(workdir / 'tables34' / name) for name in members)
+  return eval_config
+
+
+@pytest.mark.slow
+def test_an_ensemble_of_one_net_is_that_nets_own_evaluation(smoke, tmp_path):
+  workdir, _ = smoke
+  [name, _] = SMOKE_RUNS['tables34']
+  alone = evaluate.evaluate_ensemble(_ensemble_config(workdir, name), str(tmp_path))
+  own = json.loads((workdir / 'tables34' / name / 'eval_multiscale.json').read_text())
+  assert [member['step'] for member in alone['members']] == [own['step']]
+  assert (alone['error'], alone['top5_error'], alone['images']) == (
+      own['error'], own['top5_error'], own['images'])
+  assert alone['loss'] == pytest.approx(own['loss'], rel=1e-5)
+  assert (tmp_path / 'ensemble_multiscale.json').exists()
+
+
+@pytest.mark.slow
+def test_the_ensembles_errors_are_those_of_its_averaged_probabilities(smoke):
+  """The smoke's Table 5 ensemble against numpy on each member's own class scores."""
+  workdir, _ = smoke
+  eval_config = _ensemble_config(workdir, *SMOKE_RUNS['tables34'])
+  members, labels = [], None
+  for name in SMOKE_RUNS['tables34']:
+    run = evaluate.ScoredRun.build(workdir / 'tables34' / name, eval_config)
+    _, scores, labels = run.scores('multiscale', 16)
+    members.append(np.asarray(scores, np.float64) / np.sum(scores, axis=1, keepdims=True))
+  averaged = np.mean(members, axis=0)
+  top5 = np.argsort(averaged, axis=1)[:, -5:]
+  expected = {'error': np.mean(averaged.argmax(axis=1) != labels),
+              'top5_error': np.mean(~(top5 == labels[:, None]).any(axis=1)),
+              # The loss clamps a probability that underflowed to 0, as the evaluation's does.
+              'loss': -np.mean(np.log(np.maximum(averaged[np.arange(len(labels)), labels],
+                                                 1e-12)))}
+  written = report_numbers(workdir)['table5']
+  assert written['top1_error'] == pytest.approx(100 * expected['error'])
+  assert written['top5_error'] == pytest.approx(100 * expected['top5_error'])
+  saved = json.loads((workdir / 'table5' / 'ensemble_multiscale.json').read_text())
+  assert saved['loss'] == pytest.approx(expected['loss'], rel=1e-4)
+  assert saved['images'] == len(labels)
+
+
+@pytest.mark.slow
+def test_ensemble_members_on_other_data_are_refused_in_one_line(smoke, tmp_path):
+  workdir, _ = smoke
+  [name, _] = SMOKE_RUNS['tables34']
+  other = tmp_path / 'other_data'
+  other.mkdir()
+  config = json.loads((workdir / 'tables34' / name / 'config.json').read_text())
+  config['data']['source'] = 'synthetic'  # Generated images of other classes.
+  (other / 'config.json').write_text(json.dumps(config))
+  eval_config = _ensemble_config(workdir, name)
+  eval_config.eval.members += f',{other}'
+  with pytest.raises(ConfigError, match=f'Ensemble members disagree: {other} was tested on') as e:
+    evaluate.evaluate_ensemble(eval_config, str(tmp_path / 'ensemble'))
+  assert '\n' not in str(e.value)
+  assert not (tmp_path / 'ensemble').exists()

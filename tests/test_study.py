@@ -74,7 +74,7 @@ def test_planned_programs_train_each_nets_seeds_at_once():
   config.seeds = 5
   programs = study.planned_runs(config)
   assert list(programs)[:3] == ['plain20_seeds0-4', 'resnet20_seeds0-4', 'plain32_seeds0-4']
-  assert len(programs) == 10
+  assert len(programs) == 11  # 5 depths of both families, and ResNet-1202.
   assert {(run.seed, run.num_replicas, run.mesh.data) for run in programs.values()} == {(0, 5, -1)}
   assert programs['resnet110_seeds0-4'].optimizer.warmup_steps == 400
   config.seeds = 1  # One seed is one run, named as seed by seed.
@@ -90,8 +90,25 @@ def test_replica_groups_divide_both_the_seeds_and_the_devices(num_replicas, devi
 def test_only_the_deepest_nets_warm_up():
   runs = study.planned_runs(degradation.get_config('full'))
   warmup = {name: run.optimizer.warmup_steps for name, run in runs.items()}
-  assert warmup['resnet110_seed0'] == warmup['plain110_seed0'] == 400
+  assert warmup['resnet110_seeds0-4'] == warmup['plain110_seed0'] == 400
+  assert warmup['resnet1202_seed0'] == 400
   assert warmup['resnet56_seed0'] == warmup['plain20_seed0'] == 0
+
+
+def test_full_adds_a_scanned_resnet1202_and_five_seeds_of_resnet110():
+  runs = study.planned_runs(degradation.get_config('full'))
+  assert list(runs)[-3:] == ['plain110_seed0', 'resnet110_seeds0-4', 'resnet1202_seed0']
+  assert 'plain1202_seed0' not in runs  # Table 6 has no plain-1202.
+  assert runs['resnet110_seeds0-4'].num_replicas == 5
+  assert {name for name, run in runs.items() if run.scan_blocks} == {'resnet1202_seed0'}
+  config = degradation.get_config('full')
+  config.seeds_in_one_program = False  # Seed by seed: five runs of ResNet-110, one of others.
+  names = list(study.planned_runs(config))
+  assert [name for name in names if name.startswith('resnet110')] == [
+      f'resnet110_seed{seed}' for seed in range(5)]
+  assert names.count('resnet56_seed0') == 1 and 'resnet56_seed1' not in names
+  assert study.deepest_resnet_depths(config) == (110, 1202)
+  assert study.deepest_resnet_depths(degradation.get_config()) == ()
 
 
 @pytest.mark.parametrize('field, value, message', [

@@ -24,19 +24,41 @@ def figure6(runs: pd.DataFrame, paper: PaperResults = CIFAR_TABLE6):
   curves = runs.groupby(['family', 'depth', 'split', 'step'], as_index=False).error.mean()
   eval_splits = sorted(set(runs.split) - {'train'})
   for ax, (family, title) in zip(axes, FAMILY_TITLES.items()):
-    for (depth, split), curve in curves[curves.family == family].groupby(['depth', 'split']):
-      is_train = split == 'train'
-      ax.plot(curve.step, 100 * curve.error, color=colours[depth],
-              linestyle='--' if is_train else '-', linewidth=1 if is_train else 2.5,
-              marker=None if len(curve) > 1 else 'o',
-              label=None if is_train else f'{title}-{depth}')
-    ax.set(title=PANEL_TITLES[family], xlabel='iterations', ylabel='error (%)')
-    ax.grid(alpha=0.3)
-    if ax.lines:
-      ax.legend()
+    _plot_curves(ax, curves[curves.family == family], colours, title, PANEL_TITLES[family])
   figure.suptitle(f'{paper.figure}: dashed = training error, bold = {"/".join(eval_splits)} '
                   'error')
   return figure
+
+
+def figure6_right(runs: pd.DataFrame, depths: tuple[int, ...]):
+  """Figure 6's right panel: error (%) vs iterations of the ResNets of `depths` in `runs` (as
+  from load_study; ResNet-110 and ResNet-1202 in the paper); dashed: training error, bold:
+  eval error. Seeds of a net are averaged."""
+  from matplotlib.figure import Figure
+  figure = Figure(figsize=(6, 4.5), layout='constrained')
+  ax = figure.subplots()
+  nets = runs[(runs.family == 'resnet') & runs.depth.isin(depths)]
+  curves = nets.groupby(['depth', 'split', 'step'], as_index=False).error.mean()
+  _plot_curves(ax, curves, _depth_colours(nets.depth), FAMILY_TITLES['resnet'],
+               f'ResNets of {" and ".join(map(str, sorted(set(nets.depth))))} layers')
+  eval_splits = sorted(set(nets.split) - {'train'})
+  figure.suptitle(f'Figure 6, right: dashed = training error, bold = {"/".join(eval_splits)} '
+                  'error')
+  return figure
+
+
+def _plot_curves(ax, curves: pd.DataFrame, colours: dict, title: str, panel_title: str):
+  """One panel: a dashed training curve and a bold eval curve per depth of `curves`."""
+  for (depth, split), curve in curves.groupby(['depth', 'split']):
+    is_train = split == 'train'
+    ax.plot(curve.step, 100 * curve.error, color=colours[depth],
+            linestyle='--' if is_train else '-', linewidth=1 if is_train else 2.5,
+            marker=None if len(curve) > 1 else 'o',
+            label=None if is_train else f'{title}-{depth}')
+  ax.set(title=panel_title, xlabel='iterations', ylabel='error (%)')
+  ax.grid(alpha=0.3)
+  if ax.lines:
+    ax.legend()
 
 
 def figure7(responses: pd.DataFrame):

@@ -21,12 +21,13 @@ def final_errors(runs: pd.DataFrame) -> pd.DataFrame:
 
 def summarize(final: pd.DataFrame, paper: PaperResults = CIFAR_TABLE6) -> pd.DataFrame:
   """One row per net of final_errors: mean and std (over seeds, NaN for one seed) of the
-  train and eval errors, and the paper's error (`paper`'s table) where it has one."""
+  train and eval errors, the best seed's eval error, and the paper's error (`paper`'s table)
+  where it has one."""
   table = final.groupby(['family', 'depth', 'model'], as_index=False).agg(
       seeds=('seed', 'count'), step=('step', 'min'),
       train_error_mean=('train_error', 'mean'), train_error_std=('train_error', 'std'),
       eval_error_mean=('eval_error', 'mean'), eval_error_std=('eval_error', 'std'),
-      eval_split=('eval_split', 'first'))
+      eval_error_best=('eval_error', 'min'), eval_split=('eval_split', 'first'))
   return table.assign(paper_test_error=table.model.map(paper.errors))
 
 
