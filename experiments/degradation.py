@@ -26,7 +26,7 @@ nothing yet.
 """
 import ml_collections
 
-from resnet_jax.config_files import sibling_config
+from resnet_jax.config.files import sibling_config
 
 STUDY_VARIANTS = ('full', 'smoke')
 DEFAULT_DEPTHS = (20, 56)

@@ -25,7 +25,7 @@ The full study: nothing yet.
 """
 import ml_collections
 
-from resnet_jax.config_files import sibling_config
+from resnet_jax.config.files import sibling_config
 
 VARIANTS = ('per_channel', 'smoke')
 SMOKE_IMAGE_SIZES = ((48, 40), (40, 56), (64, 48), (56, 64))  # (width, height), in turn.
@@ -51,7 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.time_budget = ''  # E.g. '6h': every run stops with a checkpoint when spent.
   if 'smoke' in variants:
     # experiments/imagenet.py's smoke sizes (32x32 crops, batch 16, 20 steps) on a folder of
-    # JPEGs that the study writes (resnet_jax.study.with_generated_images).
+    # JPEGs that the study writes (resnet_jax.paper.study.with_generated_images).
     config.generated_images = ml_collections.ConfigDict(dict(
         num_classes=4, train_per_class=8, val_per_class=4, sizes=SMOKE_IMAGE_SIZES))
   return config

@@ -38,7 +38,7 @@ plan's estimate: docs/performance.md. No accelerator run yet.
 """
 import ml_collections
 
-from resnet_jax.config_files import sibling_config
+from resnet_jax.config.files import sibling_config
 
 VARIANTS = ('smoke', 'cifar', 'full')
 SMOKE_IMAGENET_DEPTHS = (18,)  # One plain-vs-residual pair keeps the smoke run short.

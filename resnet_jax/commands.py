@@ -11,7 +11,8 @@ import jax
 from absl import flags
 from etils import epath
 
-from resnet_jax import compilation_cache, console, errors
+from resnet_jax import errors
+from resnet_jax.run import compilation_cache, console
 
 flags.DEFINE_bool('distributed', False,
                   'Call jax.distributed.initialize() (auto-detected on Cloud TPU pods and SLURM; '
@@ -86,7 +87,7 @@ def run(task: Callable, config, workdir: str) -> None:
   except errors.RunError as stopped:
     print(stopped, file=sys.stderr, flush=True)  # The message is the news: no log prefix.
     sys.exit(stopped.exit_code)
-  except KeyboardInterrupt:  # Once training runs, Ctrl-C saves first (preemption.py).
+  except KeyboardInterrupt:  # Once training runs, Ctrl-C saves first (run/preemption.py).
     print('Interrupted (Ctrl-C) before training started or without saving.', file=sys.stderr)
     sys.exit(130)
 

@@ -28,13 +28,14 @@ from absl import app, flags
 from etils import epath
 from ml_collections import config_flags
 
-from resnet_jax import checkpoints, commands, sharding, train
+from resnet_jax import commands, sharding, train
 from resnet_jax.analysis import ensemble
 from resnet_jax.data import imagenet
 from resnet_jax.data.imagenet import views
 from resnet_jax.errors import ConfigError, WorkdirError
 from resnet_jax.feeds import streamed_eval
-from resnet_jax.run_record import read_config
+from resnet_jax.run import checkpoints
+from resnet_jax.run.record import read_config
 
 
 def default_config() -> ml_collections.ConfigDict:

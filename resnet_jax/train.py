@@ -24,15 +24,16 @@ from flax import linen as nn
 from jax import lax
 from jax.experimental import multihost_utils
 
-from resnet_jax import (checkpoints, config_checks, console, feeds, models, optim, replicas,
-                        run_record, sharding, time_budget, workdir_lock)
+from resnet_jax import feeds, models, optim, replicas, sharding
+from resnet_jax.config import checks
 from resnet_jax.data.cifar import augment
 from resnet_jax.data.errors import DataError
 from resnet_jax.errors import OutOfTime, Preempted
 from resnet_jax.feeds import streamed_eval
-from resnet_jax.metric_logging import MetricLogger
-from resnet_jax.nonfinite import NonFiniteGuard
-from resnet_jax.preemption import PreemptionWatcher
+from resnet_jax.run import checkpoints, console, record, time_budget, workdir_lock
+from resnet_jax.run.metric_logging import MetricLogger
+from resnet_jax.run.nonfinite import NonFiniteGuard
+from resnet_jax.run.preemption import PreemptionWatcher
 from resnet_jax.train_state import EvalMetrics, TrainMetrics, eval_step, init_state, train_step
 
 
@@ -65,12 +66,12 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = No
           devices=None, open_feed: Callable[..., feeds.Feed] = feeds.open_feed) -> Setup:
   """Checks `config`, opens its input on the mesh and builds the model and optimizer.
 
-  `mesh`: the one config_checks.validate(config) returned, where the caller checked it
+  `mesh`: the one checks.validate(config) returned, where the caller checked it
   already. `devices` (default: jax's) and `open_feed` let bench/aot.py build the same programs
   for a TPU or GPU description, from the input's shapes alone."""
   if mesh is None:
-    mesh = config_checks.validate(config, devices)
-  config_checks.warn(config)
+    mesh = checks.validate(config, devices)
+  checks.warn(config)
   feed = open_feed(config, mesh)
   model = build_model(config, feed.num_classes)
   optimizer = optim.make_optimizer(config.optimizer, config.batch_size)
@@ -183,13 +184,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   deadline = deadline or time_budget.Deadline(time_budget.parse_budget(config.get('time_budget')))
   workdir = epath.Path(workdir)
-  mesh = config_checks.validate(config)
+  mesh = checks.validate(config)
   found = workdir_lock.as_found(workdir)
-  config_checks.check_workdir(workdir)
+  checks.check_workdir(workdir)
   with workdir_lock.held(workdir, found):
     setup = build(config, mesh)
-    checkpoint_bytes = config_checks.checkpoint_bytes(setup.abstract_state)
-    config_checks.check_workdir(workdir, checkpoint_bytes * (config.keep_checkpoints + 1))
+    checkpoint_bytes = checks.checkpoint_bytes(setup.abstract_state)
+    checks.check_workdir(workdir, checkpoint_bytes * (config.keep_checkpoints + 1))
     try:
       return _resume_and_train(setup, workdir, checkpoint_bytes, deadline)
     except Exception as error:  # Also a failed async save, raised from orbax's threads.
@@ -206,14 +207,14 @@ def _resume_and_train(setup: Setup, workdir: epath.Path, checkpoint_bytes: int,
       fingerprint=checkpoints.model_fingerprint(config.model, setup.abstract_state.params),
       overwrite=config.overwrite, bytes_per_save=checkpoint_bytes)
   with contextlib.closing(ckpt):
-    run_record.check_resume(workdir, config, trained_step=ckpt.latest_step())
+    record.check_resume(workdir, config, trained_step=ckpt.latest_step())
     state, train_metrics = ckpt.restore_latest(
         initial_state(setup),
         restore_data_state=setup.feed.restore_data_state if setup.feed.streamed else None)
     start_step = int(jnp.max(state.step))
     with contextlib.closing(MetricLogger(workdir, resume_step=start_step)) as logger:
       if start_step < config.num_train_steps:
-        run_record.record_segment(workdir, config, start_step, setup.feed.origin)
+        record.record_segment(workdir, config, start_step, setup.feed.origin)
       logging.info('%s', console.describe_run(config, state.params, workdir, setup.feed.origin))
       if start_step >= config.num_train_steps:
         logging.info('%s', console.finished_message(workdir, start_step))

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from resnet_jax import checkpoints
 from resnet_jax.faults import damage
+from resnet_jax.run import checkpoints
 
 FINGERPRINT = checkpoints.model_fingerprint('resnet8', {'w': np.zeros(1000)})
 

@@ -1,10 +1,10 @@
-"""Every command keeps its compiled programs in JAX's persistent cache (compilation_cache.py)."""
+"""Every command keeps its compiled programs in JAX's persistent cache (run/compilation_cache.py)."""
 import os
 
 import jax
 import pytest
 
-from resnet_jax import compilation_cache
+from resnet_jax.run import compilation_cache
 
 
 @pytest.fixture

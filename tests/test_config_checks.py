@@ -10,7 +10,8 @@ import types
 import cifar10
 import pytest
 
-from resnet_jax import config_checks, errors, sharding, train
+from resnet_jax import errors, sharding, train
+from resnet_jax.config import checks
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -55,17 +56,17 @@ def _config(**overrides):
 ])
 def test_invalid_config_is_refused_with_its_message(overrides, message):
   with pytest.raises(errors.ConfigError) as error:
-    config_checks.validate(_config(**overrides))
+    checks.validate(_config(**overrides))
   assert message in str(error.value)
 
 
 def test_replicas_must_share_evenly_over_the_replica_groups(monkeypatch):
   mesh = types.SimpleNamespace(shape={'replica': 4, 'data': 2})
   monkeypatch.setattr(sharding, 'make_mesh', lambda sizes, devices=None: mesh)
-  config_checks.validate(_config(num_replicas=8))
+  checks.validate(_config(num_replicas=8))
   with pytest.raises(errors.ConfigError, match=r'num_replicas=6 nets cannot be shared evenly by '
                                                r'the 4 replica groups of the mesh'):
-    config_checks.validate(_config(num_replicas=6))
+    checks.validate(_config(num_replicas=6))
 
 
 def test_eval_batch_must_divide_over_the_data_axis(monkeypatch):
@@ -73,20 +74,20 @@ def test_eval_batch_must_divide_over_the_data_axis(monkeypatch):
   monkeypatch.setattr(sharding, 'make_mesh', lambda sizes, devices=None: mesh)
   with pytest.raises(errors.ConfigError, match="eval_batch_size=512 does not divide over the 3 "
                      "devices of the mesh's 'data' axis; use a multiple of 3"):
-    config_checks.validate(_config(batch_size=33))
+    checks.validate(_config(batch_size=33))
 
 
 def test_valid_configs_pass():
-  config_checks.validate(cifar10.get_config('smoke'))
-  config_checks.validate(cifar10.get_config('resnet110'))
+  checks.validate(cifar10.get_config('smoke'))
+  checks.validate(cifar10.get_config('resnet110'))
 
 
 def test_a_schedule_past_the_last_step_is_warned_about_by_warn_alone(caplog):
   config = _config(num_train_steps=10)
   config.optimizer.lr_boundaries = (5, 20)
-  config_checks.validate(config)
+  checks.validate(config)
   assert not caplog.records
-  config_checks.warn(config)
+  checks.warn(config)
   assert [record.getMessage() for record in caplog.records] == [
       'optimizer.lr_boundaries=(5, 20) reaches past the last step (num_train_steps=10): the '
       'learning rate never drops there.']
@@ -94,7 +95,7 @@ def test_a_schedule_past_the_last_step_is_warned_about_by_warn_alone(caplog):
 
 def test_a_run_checks_its_config_and_builds_its_mesh_once(tmp_path, monkeypatch):
   calls = []
-  for module, name in ((config_checks, 'validate'), (sharding, 'make_mesh')):
+  for module, name in ((checks, 'validate'), (sharding, 'make_mesh')):
     monkeypatch.setattr(module, name, _counted(calls, name, getattr(module, name)))
 
   def built(*args):
@@ -115,7 +116,7 @@ def _counted(calls: list, name: str, function):
 def test_workdir_under_a_file_is_refused(tmp_path):
   (tmp_path / 'file').write_text('')
   with pytest.raises(errors.WorkdirError, match='Cannot write to --workdir=.*file/run'):
-    config_checks.check_workdir(tmp_path / 'file' / 'run', 0)
+    checks.check_workdir(tmp_path / 'file' / 'run', 0)
 
 
 def test_full_disk_is_refused_and_existing_files_are_untouched(tmp_path, monkeypatch):
@@ -124,7 +125,7 @@ def test_full_disk_is_refused_and_existing_files_are_untouched(tmp_path, monkeyp
   monkeypatch.setattr(shutil, 'disk_usage', lambda _: usage._replace(free=5 * 2**20))
   with pytest.raises(errors.WorkdirError, match='has 5 MiB free, but the checkpoints of this run '
                      'need about 10 MiB'):
-    config_checks.check_workdir(tmp_path, 10 * 2**20)
+    checks.check_workdir(tmp_path, 10 * 2**20)
   assert os.listdir(tmp_path) == ['metrics.jsonl']
 
 
@@ -132,7 +133,7 @@ def test_checkpoint_bytes_counts_every_array():
   import jax
   import jax.numpy as jnp
   tree = {'a': jax.ShapeDtypeStruct((10, 3), jnp.float32), 'b': jax.ShapeDtypeStruct((), jnp.int32)}
-  assert config_checks.checkpoint_bytes(tree) == 124
+  assert checks.checkpoint_bytes(tree) == 124
 
 
 def _main(workdir, config, *flags, env=None):

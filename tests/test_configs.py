@@ -12,7 +12,8 @@ import degradation
 import figure4
 import imagenet
 import paper
-from resnet_jax import config_checks, data, optim, train
+from resnet_jax import data, optim, train
+from resnet_jax.config import checks
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / 'experiments'
@@ -137,4 +138,4 @@ def test_every_config_in_the_scale_docs_passes_the_trainers_checks():
   examples = set(re.findall(r'experiments/(cifar10|imagenet)\.py:([\w,]+)', text))
   assert ('imagenet', 'resnet50') in examples
   for name, variants in examples:
-    config_checks.validate(modules[name].get_config(variants))
+    checks.validate(modules[name].get_config(variants))

@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 import figure4
-from resnet_jax import analysis, study
+from resnet_jax import analysis
 from resnet_jax.errors import ConfigError
+from resnet_jax.paper import study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # One depth (two nets) of 4 steps, evaluated at steps 2 and 4: the shortest run of every file.

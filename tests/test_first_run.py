@@ -17,9 +17,10 @@ import pytest
 from etils import epath
 
 from conftest import CIFAR_ARCHIVE as CHECKOUT_ARCHIVE, REPO
-from resnet_jax import analysis, console, models
+from resnet_jax import analysis, models
 from resnet_jax.data.origin import DataOrigin
-from resnet_jax.preemption import PreemptionWatcher
+from resnet_jax.run import console
+from resnet_jax.run.preemption import PreemptionWatcher
 
 
 def test_ctrl_c_asks_for_a_save_and_a_second_one_interrupts():
@@ -41,10 +42,11 @@ def test_ctrl_c_interrupts_as_before_once_the_loop_is_over():
 def test_smoke_variants_divide_over_eight_devices():
   script = textwrap.dedent('''
       import cifar10, degradation
-      from resnet_jax import config_checks, study
-      config_checks.validate(cifar10.get_config('smoke'))
+      from resnet_jax.config import checks
+      from resnet_jax.paper import study
+      checks.validate(cifar10.get_config('smoke'))
       for run in study.planned_runs(degradation.get_config('smoke')).values():
-        config_checks.validate(run)
+        checks.validate(run)
       print('ok')
       ''')
   result = subprocess.run(

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 import paper
-from resnet_jax import analysis, evaluate, plan, report, reproduce, study, time_budget, train
+from resnet_jax import analysis, evaluate, train
 from resnet_jax.errors import ConfigError, OutOfTime
+from resnet_jax.paper import plan, report, reproduce, study
+from resnet_jax.run import time_budget
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = ['--config=experiments/paper.py:smoke']

@@ -6,10 +6,12 @@ import shutil
 
 import pytest
 
-from resnet_jax import errors, report, run_record
+from resnet_jax import errors
 from resnet_jax.data import cache
 from resnet_jax.faults import damage
 from resnet_jax.faults.runs import Running, run_main, start_main
+from resnet_jax.paper import report
+from resnet_jax.run import record
 
 RUN_FLAGS = ('--config.batch_size=8', '--config.eval_batch_size=12',
              '--config.data.train_fraction=1.0', '--config.num_train_steps=2',
@@ -19,7 +21,7 @@ RUN_FLAGS = ('--config.batch_size=8', '--config.eval_batch_size=12',
 
 
 def _history(workdir) -> list[dict]:
-  return [json.loads(line) for line in (workdir / run_record.HISTORY_FILE).read_text().splitlines()]
+  return [json.loads(line) for line in (workdir / record.HISTORY_FILE).read_text().splitlines()]
 
 
 def _finish(workdir, *flags):
@@ -48,10 +50,10 @@ def test_a_run_records_and_prints_the_data_it_read(finished_run, noise_archive):
   [segment] = _history(workdir)
   assert segment['data'] == {'source': 'archive', 'location': str(noise_archive),
                              'fingerprint': cache.fingerprint(noise_archive)}
-  assert segment['versions'] == run_record.tested_versions_state()
+  assert segment['versions'] == record.tested_versions_state()
   assert f'on cifar10 (archive {noise_archive}), batch 8' in output
   assert segment['step'] == 0 and segment['changes'] == {}
-  assert segment['config'] == json.loads((workdir / run_record.CONFIG_FILE).read_text())
+  assert segment['config'] == json.loads((workdir / record.CONFIG_FILE).read_text())
   assert segment['config']['data']['source'] == 'auto'  # The config as given.
 
 
@@ -71,22 +73,22 @@ def test_a_resume_that_changes_the_training_is_refused_and_changes_nothing(finis
 
 def test_a_finished_run_refuses_a_change_as_finished(finished_run):
   workdir, _ = finished_run
-  config = run_record.read_config(workdir)
+  config = record.read_config(workdir)
   config.optimizer.learning_rate = 0.5
   with pytest.raises(errors.ConfigError) as refused:
-    run_record.check_resume(workdir, config, trained_step=2)
+    record.check_resume(workdir, config, trained_step=2)
   assert str(refused.value).startswith(f'{workdir} holds a run that finished at step 2, trained '
                                        'with other values')
   assert 'optimizer.learning_rate: 0.01 -> 0.5' in str(refused.value)
   assert 'allow_config_change' not in str(refused.value)
-  run_record.check_resume(workdir, config, trained_step=None)  # A new run: nothing to refuse.
+  record.check_resume(workdir, config, trained_step=None)  # A new run: nothing to refuse.
 
 
 def test_changes_are_recorded_when_allowed_or_when_they_keep_the_training(finished_run, data_flags,
                                                                           tmp_path):
   workdir = tmp_path / 'run'
   shutil.copytree(finished_run[0], workdir)
-  first_config = (workdir / run_record.CONFIG_FILE).read_text()
+  first_config = (workdir / record.CONFIG_FILE).read_text()
   resumed = _finish(workdir, *data_flags, '--config.num_train_steps=4',
                     '--config.log_every_steps=2', '--config.optimizer.learning_rate=0.05',
                     '--config.allow_config_change=true')
@@ -96,8 +98,8 @@ def test_changes_are_recorded_when_allowed_or_when_they_keep_the_training(finish
       (2, {'allow_config_change': 'false -> true', 'log_every_steps': '1 -> 2',
            'num_train_steps': '2 -> 4', 'optimizer.learning_rate': '0.01 -> 0.05'})]
   assert 'optimizer.learning_rate: 0.01 -> 0.05' in resumed.output
-  assert (workdir / run_record.CONFIG_FILE).read_text() == first_config
-  assert run_record.read_config(workdir).optimizer.learning_rate == 0.05
+  assert (workdir / record.CONFIG_FILE).read_text() == first_config
+  assert record.read_config(workdir).optimizer.learning_rate == 0.05
 
 
 @pytest.mark.parametrize('key, kept', [
@@ -107,7 +109,7 @@ def test_changes_are_recorded_when_allowed_or_when_they_keep_the_training(finish
     ('data.path', False), ('data.source', False), ('num_replicas', False), ('dtype', False),
     ('meshes', False), ('a_key_added_later', False)])
 def test_only_the_listed_keys_keep_the_training(key, kept):
-  assert run_record.changes_training(key) is not kept
+  assert record.changes_training(key) is not kept
 
 
 def test_an_explicit_data_dir_that_does_not_exist_is_an_error(tmp_path, data_flags):
@@ -139,10 +141,10 @@ def test_the_installed_versions_are_named_where_they_differ_from_the_tested_ones
   constraints = tmp_path / 'constraints.txt'
   constraints.write_text(f'numpy=={numpy_version}\nJAX==0.0.1\nnot-installed-here==1.0\n')
   differ = f'versions differ from constraints.txt: JAX {jax_version} (tested 0.0.1)'
-  assert run_record.tested_versions_state(constraints) == differ
-  monkeypatch.setattr(run_record, 'CONSTRAINTS', constraints)
+  assert record.tested_versions_state(constraints) == differ
+  monkeypatch.setattr(record, 'CONSTRAINTS', constraints)
   assert f'- Not the tested install: {differ}.' in report.render(tmp_path, {}, {}, {}, 'test')
   constraints.write_text(f'numpy=={numpy_version}\njax=={jax_version}\n')
-  assert run_record.tested_versions_state(constraints) == run_record.AS_TESTED
+  assert record.tested_versions_state(constraints) == record.AS_TESTED
   assert 'Not the tested install' not in report.render(tmp_path, {}, {}, {}, 'test')
-  assert run_record.tested_versions_state(tmp_path / 'absent.txt') is None
+  assert record.tested_versions_state(tmp_path / 'absent.txt') is None

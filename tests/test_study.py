@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 
 import degradation
-from resnet_jax import analysis, study, train
+from resnet_jax import analysis, train
 from resnet_jax.errors import ConfigError
+from resnet_jax.paper import study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # The smoke study on synthetic data, for 6 steps: checkpoints at 3 and 6, evals at 3 and 6.

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from resnet_jax import workdir_lock
 from resnet_jax.errors import WorkdirInUse
 from resnet_jax.faults.runs import REPO
+from resnet_jax.run import workdir_lock
 
-HOLD = ('import sys, time; from etils import epath; from resnet_jax import workdir_lock\n'
+HOLD = ('import sys, time; from etils import epath; from resnet_jax.run import workdir_lock\n'
         'with workdir_lock.held(epath.Path(sys.argv[1])):\n'
         '  print("held", flush=True); time.sleep(600)')
 

@@ -7,11 +7,12 @@ import ml_collections
 import orbax.checkpoint as ocp
 from etils import epath
 
-from resnet_jax import checkpoints, data, train
+from resnet_jax import data, train
 from resnet_jax.data.cifar import augment
-from resnet_jax.run_record import read_config
+from resnet_jax.run import checkpoints
+from resnet_jax.run.record import read_config
 
-CHECKPOINT_DIR = 'checkpoints'  # Where resnet_jax.checkpoints.Checkpoints saves in a workdir.
+CHECKPOINT_DIR = 'checkpoints'  # Where resnet_jax.run.checkpoints.Checkpoints saves in a workdir.
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,8 +7,8 @@ import pandas as pd
 from etils import epath
 
 from resnet_jax import models
-from resnet_jax.metric_logging import METRICS_FILE
-from resnet_jax.run_record import CONFIG_FILE
+from resnet_jax.run.metric_logging import METRICS_FILE
+from resnet_jax.run.record import CONFIG_FILE
 
 RUN_COLUMNS = ('run', 'model', 'family', 'depth', 'seed')
 

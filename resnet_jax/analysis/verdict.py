@@ -10,7 +10,7 @@ import pandas as pd
 from etils import epath
 
 from resnet_jax.analysis.paper import CIFAR_TABLE6, PaperResults
-from resnet_jax.run_record import CONFIG_FILE
+from resnet_jax.run.record import CONFIG_FILE
 
 GENERATED_IMAGES = 'generated_images'  # The folder a study writes generated ILSVRC images to.
 

@@ -325,7 +325,7 @@ def main(argv: list[str]) -> None:
       print(f'Does not fit on {target.name}: {", ".join(too_big)}.', file=sys.stderr)
       sys.exit(1)
 
-  from resnet_jax import console
+  from resnet_jax.run import console
   console.quiet_libraries()
   prepare_environment()
   app.run(run, argv=['python -m resnet_jax.bench aot'] + argv, flags_parser=commands.parse_flags)

@@ -152,7 +152,7 @@ def measure_jax(setting: Setting, start_together=None) -> Row:
   (time_budget.record_rate)."""
   import jax
 
-  from resnet_jax import time_budget
+  from resnet_jax.run import time_budget
 
   setup, train_fn, state, metrics, dataset = _train_function(setting)
   started = time.perf_counter()
@@ -260,18 +260,19 @@ def load_torch_reference():
                       'here) to time the reference, or leave out --torch.') from None
   if not TORCH_REFERENCE.exists():
     raise ImportError(f'{TORCH_REFERENCE} is absent: run from a checkout of the repository.')
-  from resnet_jax import config_files
-  return config_files.module_at(TORCH_REFERENCE)
+  from resnet_jax.config import files
+  return files.module_at(TORCH_REFERENCE)
 
 
 def experiment_config(setting: Setting):
   """The model's experiment config (the paper's recipe and schedule: experiments/cifar10.py,
   or imagenet.py for the ImageNet nets), on synthetic data of its data set's shape."""
-  from resnet_jax import config_files, models
+  from resnet_jax import models
+  from resnet_jax.config import files
   imagenet = models.parse(setting.model).dataset == 'imagenet'
   if not EXPERIMENT.exists():
     raise FileNotFoundError(f'{EXPERIMENT} is absent: run from a checkout of the repository.')
-  module = config_files.sibling_config(str(EXPERIMENT), 'imagenet' if imagenet else 'cifar10')
+  module = files.sibling_config(str(EXPERIMENT), 'imagenet' if imagenet else 'cifar10')
   config = module.get_config(setting.model)
   config.batch_size = setting.batch_size
   config.dtype = setting.dtype

@@ -4,7 +4,7 @@ import hashlib
 import pathlib
 import random
 
-from resnet_jax import workdir_lock
+from resnet_jax.run import workdir_lock
 
 
 def truncate(path: pathlib.Path, rng: random.Random | None = None) -> str:

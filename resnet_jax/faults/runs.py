@@ -15,7 +15,7 @@ import time
 import jax
 import numpy as np
 
-from resnet_jax import checkpoints
+from resnet_jax.run import checkpoints
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY_FLAGS = ('--config.data.source=synthetic', '--config.batch_size=16',

@@ -23,9 +23,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from resnet_jax import checkpoints, errors
+from resnet_jax import errors
 from resnet_jax.faults import damage, runs
 from resnet_jax.faults.runs import Finished, Running
+from resnet_jax.run import checkpoints
 
 STEPS = 12
 # Logging every step lets a fault wait for any step; saves come every 2 steps (TINY_FLAGS).

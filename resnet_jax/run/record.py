@@ -21,7 +21,7 @@ from etils import epath
 import resnet_jax
 from resnet_jax.data.origin import DataOrigin
 from resnet_jax.errors import ConfigError
-from resnet_jax.metric_logging import replace_file
+from resnet_jax.run.metric_logging import replace_file
 
 CONFIG_FILE = 'config.json'
 HISTORY_FILE = 'config_history.jsonl'

@@ -16,9 +16,10 @@ import jax
 from etils import epath
 from markdown_it import MarkdownIt
 
-from resnet_jax import run_record, study, time_budget
 from resnet_jax.analysis import CIFAR_TABLE6, IMAGENET_TABLE2, PaperResults
 from resnet_jax.analysis.table import is_missing, mean_std
+from resnet_jax.paper import study
+from resnet_jax.run import record, time_budget
 
 REPORT_MD = 'report.md'
 REPORT_HTML = 'report.html'
@@ -274,8 +275,8 @@ def _environment() -> list[str]:
 
 
 def _untested_install() -> list[str]:
-  tested = run_record.tested_versions_state()
-  return [] if tested in (None, run_record.AS_TESTED) else [f'- Not the tested install: {tested}.']
+  tested = record.tested_versions_state()
+  return [] if tested in (None, record.AS_TESTED) else [f'- Not the tested install: {tested}.']
 
 
 def _version(package: str) -> str:

@@ -13,8 +13,10 @@ import jax
 import ml_collections
 from etils import epath
 
-from resnet_jax import analysis, models, study, time_budget, train
+from resnet_jax import analysis, models, train
 from resnet_jax.models.complexity import count_multiply_adds
+from resnet_jax.paper import study
+from resnet_jax.run import time_budget
 
 # A run whose step takes more than this many times the multiply-adds of the cheapest run of
 # its dataset is not timed (a step of ResNet-152 or ResNet-1202 takes minutes on a CPU): its

@@ -16,7 +16,7 @@ from clu import parameter_overview
 from etils import epath
 
 from resnet_jax.data.origin import DataOrigin
-from resnet_jax.metric_logging import METRICS_FILE
+from resnet_jax.run.metric_logging import METRICS_FILE
 
 PARAMETERS_FILE = 'parameters.txt'
 # A console line this soon after the first step, so that steps/s and the ETA show within

@@ -16,7 +16,8 @@ from etils import epath
 from jax import lax
 from jax.experimental import multihost_utils
 
-from resnet_jax import errors, workdir_lock
+from resnet_jax import errors
+from resnet_jax.run import workdir_lock
 
 CHECKPOINT_DIR = 'checkpoints'
 CORRUPT_DIR = 'corrupt_checkpoints'  # Unreadable checkpoints are moved here, never deleted.
