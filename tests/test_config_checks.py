@@ -102,7 +102,7 @@ def test_a_run_checks_its_config_and_builds_its_mesh_once(tmp_path, monkeypatch)
     raise StopIteration(args)
   monkeypatch.setattr(train, '_resume_and_train', built)  # Stops before compiling.
   with pytest.raises(StopIteration):
-    train.train_and_evaluate(_config(), str(tmp_path))
+    train.train_and_evaluate(_config(**{'data.source': 'synthetic'}), str(tmp_path))
   assert sorted(calls) == ['make_mesh', 'validate']
 
 

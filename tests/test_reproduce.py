@@ -257,7 +257,7 @@ def test_smoke_report_names_its_stand_in_data_and_finds_nothing(smoke):
                       (reproduce.PARTS['tables34'], 'generated')):
     assert f'## {title}, on {data} data\n\n**Data: {data} images (' in report
   cifar = reproduce.PARTS['cifar']
-  assert f'| cifar | {cifar} | complete, on synthetic data | 48 of 48 |' in report
+  assert f'| cifar | {cifar} | complete, on synthetic data | 60 of 60 |' in report
   assert report.count('No verdict: the nets trained on synthetic images') == 1
   assert report.count('No verdict: it compares the shallowest and deepest net') == 1
   for finding in ('degradation present', 'no degradation', 'trains better', 'not train better'):

@@ -186,8 +186,8 @@ def test_rerun_skips_finished_runs(study_copy, monkeypatch, capsys):
 def test_rerun_resumes_an_interrupted_run(study_copy, monkeypatch, capsys):
   shutil.rmtree(study_copy / 'resnet8_seed0' / 'checkpoints' / '6')
   trained = []
-  monkeypatch.setattr(train, 'train_and_evaluate',
-                      lambda config, workdir: trained.append((config.model, workdir)))
+  monkeypatch.setattr(train, 'train_and_evaluate', lambda config, workdir, deadline=None:
+                      trained.append((config.model, workdir)))
   study.train_runs(synthetic_smoke_config(), study_copy)
   assert trained == [('resnet8', str(study_copy / 'resnet8_seed0'))]
   assert '[2/4] resnet8_seed0: resuming from step 3 to step 6' in capsys.readouterr().out
