@@ -123,6 +123,7 @@ def test_smoke_study_through_the_command_line(tmp_path):
                                      'base.data.cache_dir': str(tmp_path / 'cache')})
   printed = io.StringIO()
   with contextlib.redirect_stdout(printed):
-    assert study.run_study(config, str(study_dir)) == []
+    verdict = study.run_study(config, str(study_dir))
+  assert [sentence.split(':')[0] for sentence in verdict] == ['No verdict']  # One depth.
   assert printed.getvalue().count('finished, skipped') == 2
   assert first_class.stat().st_mtime_ns == written

@@ -134,6 +134,12 @@ def test_a_run_keeps_the_step_rate_of_its_segment_for_later_plans(monkeypatch):
     ('/site-packages/tensorflow_datasets/f.py', logging.WARNING,
      'Variant folder /d/cifar10/3.0.2 has no dataset_info.json', False),
     ('/work/main/resnet_jax/train.py', logging.INFO, 'step 1/30', True),
+    # A full disk: the trainer says so in one line; orbax's threads' tracebacks stay off.
+    ('/site-packages/orbax/checkpoint/_src/futures/future.py', logging.ERROR,
+     '_SignalingThread.run() raised an exception: [Errno 28] No space left on device', False),
+    ('/site-packages/orbax/checkpoint/_src/futures/future.py', logging.ERROR,
+     '_SignalingThread.run() raised an exception: [Errno 13] Permission denied', True),
+    ('/work/main/resnet_jax/train.py', logging.ERROR, 'No space left on device', True),
 ])
 def test_library_chatter_stays_off_the_console(path, level, message, shown):
   record = logging.LogRecord('absl', level, path, 1, message, None, None)

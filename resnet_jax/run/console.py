@@ -1,6 +1,7 @@
 """What a run prints: the config in one line, the net's size, steps/s and ETA, and the libraries'
 chatter kept out of the console (the parameter table goes to a file in the workdir)."""
 import contextlib
+import errno
 import importlib.util
 import json
 import logging
@@ -75,7 +76,9 @@ def _import_tensorflow_quietly() -> None:
 
 def _worth_showing(record: logging.LogRecord) -> bool:
   if record.levelno >= logging.ERROR:
-    return True
+    # orbax's save threads log a full disk with their tracebacks; the trainer says it in one
+    # line, with the space a save needs (checkpoints.disk_full, exit status 44).
+    return not ('/orbax/' in record.pathname and _is_disk_full(record))
   if '/orbax/' in record.pathname and record.levelno < logging.WARNING:
     return False
   message = record.getMessage()
@@ -87,6 +90,12 @@ def _worth_showing(record: logging.LogRecord) -> bool:
 
 
 _SHOWN_WARNINGS = set()
+
+
+def _is_disk_full(record: logging.LogRecord) -> bool:
+  error = record.exc_info[1] if record.exc_info else None
+  return ((isinstance(error, OSError) and error.errno == errno.ENOSPC)
+          or os.strerror(errno.ENOSPC) in record.getMessage())
 
 
 def describe_run(config: ml_collections.ConfigDict, params, workdir: epath.Path,
