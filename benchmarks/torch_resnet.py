@@ -1,5 +1,9 @@
 """A PyTorch reference of the CIFAR nets of Section 4.2 and of their whole training step,
-timed beside resnet_jax's by `python -m resnet_jax.bench train --torch`.
+timed beside resnet_jax's by `python -m resnet_jax.bench train --torch`, and trained with the
+paper's schedule on the arrays resnet_jax reads, to compare test errors on the same data:
+
+  python benchmarks/torch_resnet.py --model resnet20 --data ../shared/data/cifar10-jpeg.tar.gz \
+      --output /tmp/torch_resnet20.jsonl [--steps 64000] [--time-limit 600] [--compile]
 
 It follows resnet_jax's recipe: 3x3 convs padded 1 on every side, BN (momentum 0.1,
 eps 1e-5) after every conv and before the ReLU, option-A shortcuts, He (fan-out) init,
@@ -7,7 +11,9 @@ SGD momentum 0.9 with weight decay 1e-4 on every parameter; the uint8 data set s
 device and each batch is gathered, mean-subtracted, pad-4 cropped and flipped there.
 Convs run channels-last; `precision='bfloat16'` runs under autocast with float32 weights.
 """
+import argparse
 import collections
+import json
 import re
 import time
 
@@ -151,8 +157,11 @@ class TrainStep:
       self._forward = torch.compile(self.model)
       self._update = torch.compile(self.optimizer.step)
 
-  def __call__(self, step: int) -> torch.Tensor:
-    """Runs training step `step` and returns its loss (a device tensor)."""
+  def __call__(self, step: int, lr: float = 0.1) -> torch.Tensor:
+    """Runs training step `step` at learning rate `lr` and returns its loss (a device
+    tensor)."""
+    for group in self.optimizer.param_groups:
+      group['lr'] = lr
     indices = self._batch_indices(step)
     offsets = torch.randint(0, 2 * CIFAR_PAD + 1, (self.batch_size, 2), device=self.device,
                             generator=self.generator)
@@ -219,7 +228,87 @@ def time_training(name: str, images: np.ndarray, labels: np.ndarray, batch_size:
           'step_seconds': times, 'peak_bytes': peak}
 
 
+def learning_rate(step: int, boundaries: tuple[int, ...], base: float = 0.1) -> float:
+  """0.1, divided by 10 at each boundary passed (Section 4.2: at 32k and 48k iterations)."""
+  return base * 0.1 ** sum(step >= boundary for boundary in boundaries)
+
+
+def test_error(step_fn: TrainStep, images: np.ndarray, labels: np.ndarray,
+               batch_size: int = 1000) -> float:
+  """Top-1 error (%) of `step_fn`'s net on `images` (uint8 [N, H, W, C]), BN in eval mode,
+  the train set's per-pixel mean subtracted, no augmentation."""
+  model, device = step_fn.model.eval(), step_fn.device
+  wrong = 0
+  with torch.no_grad(), step_fn.autocast:
+    for start in range(0, len(images), batch_size):
+      batch = torch.as_tensor(images[start:start + batch_size], device=device)
+      batch = (batch.float() - step_fn.mean).permute(0, 3, 1, 2)
+      predicted = model(batch.contiguous(memory_format=torch.channels_last)).argmax(1)
+      wrong += (predicted.cpu().numpy() != labels[start:start + batch_size]).sum()
+  model.train()
+  return 100.0 * wrong / len(images)
+
+
+def train(name: str, splits, steps: int, boundaries: tuple[int, ...], output: str,
+          eval_every: int = 2000, time_limit: float | None = None, compile: bool = False,
+          seed: int = 0) -> dict:
+  """Trains `name` on `splits` (resnet_jax.data.ArraySplits) with the paper's recipe, writing
+  one JSON line per evaluation to `output` ({step, train_loss, test_error, seconds}); stops
+  early, after a last evaluation, when `time_limit` seconds have passed. Returns the last
+  line."""
+  device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+  torch.manual_seed(seed)
+  step_fn = TrainStep(create(name, len(splits.class_names)), splits.train_images,
+                      splits.train_labels, 128, device, compile=compile, seed=seed)
+  started, record = time.perf_counter(), {}
+  with open(output, 'w') as lines:
+    for step in range(steps):
+      loss = step_fn(step, learning_rate(step, boundaries))
+      done = step + 1
+      out_of_time = time_limit is not None and time.perf_counter() - started > time_limit
+      if done % eval_every and done != steps and not out_of_time:
+        continue
+      record = {'model': name, 'step': done, 'steps': steps, 'train_loss': float(loss),
+                'test_error': test_error(step_fn, splits.eval_images, splits.eval_labels),
+                'seconds': time.perf_counter() - started, 'device': _device_name(device),
+                'compiled': compile, 'torch': torch.__version__}
+      print(json.dumps(record), file=lines, flush=True)
+      print(f'{name} (torch) step {done}/{steps}: loss {record["train_loss"]:.3f}, test error '
+            f'{record["test_error"]:.2f}%, {record["seconds"]:.0f} s', flush=True)
+      if out_of_time:
+        break
+  return record
+
+
 def _device_name(device: torch.device) -> str:
   if device.type == 'cuda':
     return torch.cuda.get_device_name(device)
   return f'cpu ({torch.get_num_threads()} threads)'
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description='Trains the PyTorch reference of a CIFAR net '
+                                   'with the paper\'s recipe (Section 4.2).')
+  parser.add_argument('--model', default='resnet20', help='plain<d> or resnet<d>')
+  parser.add_argument('--data', required=True,
+                      help='the CIFAR-10 class-folder archive (read through resnet_jax.data, '
+                      'so the arrays are the ones resnet_jax trains on)')
+  parser.add_argument('--output', required=True, help='JSON lines, one per evaluation')
+  parser.add_argument('--steps', type=int, default=64_000)
+  parser.add_argument('--boundaries', default='32000,48000',
+                      help='steps where the learning rate is divided by 10')
+  parser.add_argument('--eval-every', type=int, default=2000)
+  parser.add_argument('--time-limit', type=float, default=None,
+                      help='seconds; then stop after one last evaluation')
+  parser.add_argument('--compile', action='store_true', help='torch.compile the step')
+  parser.add_argument('--seed', type=int, default=0)
+  args = parser.parse_args()
+  from resnet_jax.data import load_dataset
+  splits = load_dataset({'source': 'archive', 'path': args.data})
+  boundaries = tuple(int(step) for step in args.boundaries.split(',') if step)
+  train(args.model, splits, args.steps, boundaries, args.output, args.eval_every,
+        args.time_limit, args.compile, args.seed)
+
+
+if __name__ == '__main__':
+  main()
