@@ -1,4 +1,5 @@
 """The train-step benchmark and the PyTorch reference it times ours against."""
+import json
 import os
 import re
 import subprocess
@@ -11,9 +12,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from resnet_jax import models
+from resnet_jax import models, optim
 from resnet_jax.bench import __main__ as bench_main
 from resnet_jax.bench import train_step
+from resnet_jax.data.synthetic import synthetic_splits
 from resnet_jax.models.complexity import count_parameters
 
 COLUMNS = ('model', 'framework', 'dtype', 'batch', 'compile s', 'step ms', 'images/s',
@@ -171,3 +173,25 @@ def test_torch_training_step_runs_and_reports_times(torch_resnet):
                                       device='cpu')
   assert len(result['step_seconds']) == 2 and min(result['step_seconds']) > 0
   assert result['device'].startswith('cpu')
+
+
+def test_torch_reference_schedule_is_the_trainers(torch_resnet):
+  config = optim.default_config(lr_boundaries=(32_000, 48_000), base_batch_size=128)
+  schedule = optim.learning_rate_schedule(config, batch_size=128)
+  for step in (0, 31_999, 32_000, 47_999, 48_000, 63_999):
+    assert torch_resnet.learning_rate(step, (32_000, 48_000)) == pytest.approx(
+        float(schedule(step)), rel=1e-6), step
+
+
+def test_torch_reference_trains_evaluates_and_stops_at_its_time_limit(torch_resnet, tmp_path):
+  splits = synthetic_splits(num_train=256, num_eval=64, image_size=32, num_classes=10, seed=0)
+  full, stopped = tmp_path / 'full.jsonl', tmp_path / 'stopped.jsonl'
+  last = torch_resnet.train('resnet8', splits, steps=3, boundaries=(2,), output=str(full),
+                            eval_every=2)
+  lines = [json.loads(line) for line in full.read_text().splitlines()]
+  assert [line['step'] for line in lines] == [2, 3] and lines[-1] == last
+  # 64 images: the error is a whole number of them, as the trainer's evaluation counts it.
+  assert all(round(line['test_error'] * 64 / 100, 6).is_integer() for line in lines)
+  torch_resnet.train('resnet8', splits, steps=50, boundaries=(25,), output=str(stopped),
+                     eval_every=10, time_limit=0)
+  assert [json.loads(line)['step'] for line in stopped.read_text().splitlines()] == [1]
