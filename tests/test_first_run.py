@@ -19,6 +19,7 @@ from etils import epath
 from conftest import CIFAR_ARCHIVE as CHECKOUT_ARCHIVE, REPO
 from resnet_jax import analysis, models
 from resnet_jax.data.origin import DataOrigin
+from resnet_jax.faults.runs import TINY_FLAGS
 from resnet_jax.run import console
 from resnet_jax.run.preemption import PreemptionWatcher
 
@@ -144,6 +145,24 @@ def test_a_run_keeps_the_step_rate_of_its_segment_for_later_plans(monkeypatch):
 def test_library_chatter_stays_off_the_console(path, level, message, shown):
   record = logging.LogRecord('absl', level, path, 1, message, None, None)
   assert console._worth_showing(record) is shown  # pylint: disable=protected-access
+
+
+def test_xlas_cpp_log_stays_off_a_commands_console(tmp_path):
+  # A folder XLA cannot dump to: XLA logs that at ERROR, the level of its 'Very slow compile?'
+  # alarm, which takes 2 minutes of compiling to provoke.
+  (tmp_path / 'a_file').write_text('')
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'cache'),
+             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={tmp_path}/a_file/dump")
+  env.pop('TF_CPP_MIN_LOG_LEVEL', None)
+  bare = subprocess.run([sys.executable, '-c', 'import jax; jax.jit(lambda x: x + 1)(1)'],
+                        env=env, capture_output=True, text=True, check=True)
+  assert 'dump.cc' in bare.stderr  # Where nothing quiets it, XLA's log reaches the console.
+  run = subprocess.run([sys.executable, '-m', 'resnet_jax.main',
+                        '--config=experiments/cifar10.py:smoke', f'--workdir={tmp_path / "run"}',
+                        *TINY_FLAGS, '--config.model=resnet8', '--config.num_train_steps=1'],
+                       cwd=REPO, env=env, capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert 'step 1: test loss' in run.stderr and 'dump.cc' not in run.stderr, run.stderr
 
 
 def test_a_warning_shows_once_per_process():

@@ -22,6 +22,9 @@ from resnet_jax.run import time_budget
 # its dataset is not timed (a step of ResNet-152 or ResNet-1202 takes minutes on a CPU): its
 # estimate is the cheapest run's, scaled by the ratio of their multiply-adds.
 TIMED_WORK_RATIO = 4
+# A compile this long gets a line of ours: XLA's own alarm after as long (2 minutes) stays off
+# the console (run/console.py).
+SLOW_COMPILE_S = 120
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,15 +52,21 @@ def planned_runs(studies: dict[str, ml_collections.ConfigDict],
           for name, run in study.planned_runs(config).items()]
 
 
-def time_steps(config: ml_collections.ConfigDict, steps: int) -> time_budget.StepRate:
+def time_steps(config: ml_collections.ConfigDict, steps: int, name: str = 'the net',
+               say: Callable[[str], None] = print) -> time_budget.StepRate:
   """Times `steps` dispatches of the trainer's own train function for `config`, one by one
-  after a warm-up dispatch (which compiles), on its real input and mesh; keeps their median
-  rate among the measured ones. Nothing else is written."""
+  after a warm-up dispatch (which compiles; one line on it through `say` if it took over
+  SLOW_COMPILE_S), on its real input and mesh; keeps their median rate among the measured
+  ones. Nothing else is written."""
   setup = train.build(config)
   state, metrics = train.initial_state(setup)
   train_fn = train.make_train_fn(setup)
+  started = time.perf_counter()
   state, metrics, _ = jax.block_until_ready(
       train_fn(state, metrics, setup.feed.train_inputs(), True))
+  compiling = time.perf_counter() - started
+  if compiling > SLOW_COMPILE_S:
+    say(f'  compiling {name} took {time_budget.describe(compiling)} (its first step included)')
   rates = []
   for _ in range(steps):
     started = time.perf_counter()
@@ -71,17 +80,19 @@ def time_steps(config: ml_collections.ConfigDict, steps: int) -> time_budget.Ste
                               f'{steps} timed step{"s" * (steps > 1)} after a warm-up')
 
 
-def estimate(runs: list[PlannedRun], timed_steps: int = 0,
-             say: Callable[[str], None] = print) -> dict[str, time_budget.StepRate]:
+def estimate(runs: list[PlannedRun], timed_steps: int = 0, say: Callable[[str], None] = print,
+             known: dict[str, time_budget.StepRate] | None = None
+             ) -> dict[str, time_budget.StepRate]:
   """The StepRate of every run with steps left, by name, that one was measured for (a training
-  run, `bench train` or an earlier plan, on these devices); with `timed_steps`, the others
-  are timed now, saying which. A run without a rate that does more than TIMED_WORK_RATIO times
-  the multiply-adds a step of its data set's cheapest run with a rate gets that rate, scaled."""
+  run, `bench train` or an earlier plan, on these devices; `known`, an earlier call's result,
+  in place of reading them again); with `timed_steps`, the others are timed now, saying which.
+  A run without a rate that does more than TIMED_WORK_RATIO times the multiply-adds a step of
+  its data set's cheapest run with a rate gets that rate, scaled."""
   rates, unmeasured = {}, {}  # Runs without a rate by rate_key: the seeds of a net share one.
   for run in runs:
     if run.steps_done() < run.steps:
       key = time_budget.rate_key(run.config)
-      rate = time_budget.measured_rate(key)
+      rate = time_budget.measured_rate(key) if known is None else known.get(run.name)
       if rate:
         rates[run.name] = rate
       else:
@@ -94,7 +105,7 @@ def estimate(runs: list[PlannedRun], timed_steps: int = 0,
     if not rate and timed_steps:
       say(f'Timing {alike[0].name} ({index} of {len(alikes)} nets without a measured rate): '
           f'compiling, then {timed_steps} steps...')
-      rate = time_steps(alike[0].config, timed_steps)
+      rate = time_steps(alike[0].config, timed_steps, alike[0].name, say)
     if rate:
       rates.update({run.name: rate for run in alike})
   return rates

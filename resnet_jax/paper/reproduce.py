@@ -113,7 +113,8 @@ def reproduce(config: ml_collections.ConfigDict, workdir: str, command: list[str
   compiled = plan.compile_for(trained, target) if target else {}
   print(plan.describe(PARTS, skipped, trained, rates, compiled), flush=True)
   if dry_run:
-    timed = plan.estimate(trained, timed_steps, say=functools.partial(print, flush=True))
+    timed = plan.estimate(trained, timed_steps, say=functools.partial(print, flush=True),
+                          known=rates)
     if len(timed) > len(rates):
       print(plan.describe(PARTS, skipped, trained, timed, compiled), flush=True)
     return {}

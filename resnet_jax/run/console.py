@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 import jax
+import jaxlib.utils
 import ml_collections
 from absl import logging as absl_logging
 from clu import parameter_overview
@@ -29,11 +30,20 @@ RECORD_RATE_EVERY_S = 60.0  # How often a run updates its measured steps/s for l
 # it looks in; JAX says at INFO which backends it could not load (libtpu on a CPU).
 _QUIET_WARNINGS = ('Given directory is read only', 'read_only=True, setting save_interval_steps',
                    'has no dataset_info.json')
+# XLA's C++ log shows FATAL alone: at ERROR it says what is no error of the run, e.g. its
+# 'Very slow compile? If you want to file a bug...' banner and 'The operation took 2m28s' after
+# two minutes of compiling (a fixed threshold, no flag: xla/service/slow_operation_alarm.cc). A
+# failed compile or step still raises its error in Python. TF_CPP_MIN_LOG_LEVEL=0 shows it all
+# (jax itself sets it to 1 as it loads, unless it is set).
+XLA_MIN_LOG_LEVEL = 3  # absl's severities: 0 INFO, 1 WARNING, 2 ERROR, 3 FATAL.
 
 
 def quiet_libraries() -> None:
-  """Keeps the libraries' INFO chatter and known harmless warnings off the console, and
-  absl's long line prefix (level, date, thread, source line) off every line."""
+  """Keeps the libraries' INFO chatter and known harmless warnings off the console, XLA's C++
+  log below FATAL too (unless TF_CPP_MIN_LOG_LEVEL=0), and absl's long line prefix (level,
+  date, thread, source line) off every line."""
+  if os.environ.get('TF_CPP_MIN_LOG_LEVEL') != '0':
+    jaxlib.utils.absl_set_min_log_level(XLA_MIN_LOG_LEVEL)  # What jax_logging_level sets.
   logging.getLogger('absl').addFilter(_worth_showing)
   absl_logging.get_absl_handler().setFormatter(ConsoleFormatter())
   logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
