@@ -165,6 +165,25 @@ def test_xlas_cpp_log_stays_off_a_commands_console(tmp_path):
   assert 'step 1: test loss' in run.stderr and 'dump.cc' not in run.stderr, run.stderr
 
 
+def test_a_library_log_line_stays_out_of_the_tests_progress_output(tmp_path):
+  (tmp_path / 'test_late_log.py').write_text(textwrap.dedent('''\
+      import logging, threading, time
+
+      def test_leaves_a_thread_that_logs_after_the_session():
+        def log_late():
+          time.sleep(1)
+          logging.getLogger('grain.stand_in').warning('a library line')
+        threading.Thread(target=log_late).start()
+      '''))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / 'tests'), str(REPO)]))
+  session = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'conftest', '-p',
+                            'no:cacheprovider', 'test_late_log.py'], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)
+  assert session.returncode == 0, session.stdout
+  assert '1 passed' in session.stdout
+  assert 'a library line' not in session.stdout + session.stderr
+
+
 def test_a_warning_shows_once_per_process():
   def shown(batch_size):
     record = logging.LogRecord('absl', logging.WARNING, '/resnet_jax/evaluate.py', 1,
