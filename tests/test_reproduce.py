@@ -366,6 +366,22 @@ def test_report_of_a_study_stopped_before_a_nets_first_evaluation(tmp_path):
           '- Not started: resnet14_seed0.') in markdown
 
 
+@pytest.mark.parametrize('eval_steps, said', [
+    ([12], 'The validation error was measured once, at step 12: one marked point per net, not '
+           'a curve.'),
+    ([], 'No validation error was measured yet: the training curves alone.'),
+    ([6, 12], None)])
+def test_a_curve_figures_caption_says_when_there_is_no_curve_to_draw(tmp_path, eval_steps, said):
+  (tmp_path / 'imagenet').mkdir()
+  (tmp_path / 'imagenet' / study.FIGURE4_PNG).write_bytes(b'')
+  result = dict(table=[dict(eval_split='validation')], eval_steps=eval_steps, depths=[18],
+                seeds=1)
+  figures = report._figures  # pylint: disable=protected-access
+  caption = figures(tmp_path, 'imagenet', result, 'validation')[2]
+  assert caption.startswith('*Figure 4: training error (dashed) and validation error (bold)')
+  assert (said in caption) if said else ('measured' not in caption)
+
+
 def test_report_gives_a_net_of_several_seeds_as_table6_does(tmp_path):
   """Best seed, then mean ± std; the difference best against the paper's best of 5 runs."""
   row = dict(family='resnet', depth=110, model='resnet110', seeds=5, step=64_000,

@@ -209,6 +209,8 @@ def _run_study(context: _Context, part: str):
   if any(path.stat().length for path in study_dir.glob(f'*/{METRICS_FILE}')):
     result['verdict'] = study.write_results(study_config, study_dir)
     result['table'] = _records(pd.read_csv(study_dir / study.RESULTS_CSV))
+    runs = analysis.load_study(study_dir)
+    result['eval_steps'] = sorted({int(step) for step in runs.step[runs.split != 'train']})
   return result, _steps_outcome(progress)
 
 
