@@ -213,11 +213,16 @@ def _resume_and_train(setup: Setup, workdir: epath.Path, checkpoint_bytes: int,
         restore_data_state=setup.feed.restore_data_state if setup.feed.streamed else None)
     start_step = int(jnp.max(state.step))
     with contextlib.closing(MetricLogger(workdir, resume_step=start_step)) as logger:
-      if start_step < config.num_train_steps:
+      finished = start_step >= config.num_train_steps
+      if not finished:
         record.record_segment(workdir, config, start_step, setup.feed.origin)
-      logging.info('%s', console.describe_run(config, state.params, workdir, setup.feed.origin))
-      if start_step >= config.num_train_steps:
-        logging.info('%s', console.finished_message(workdir, start_step))
+        logging.info('%s', console.describe_run(config, state.params, workdir,
+                                                setup.feed.origin))
+      else:  # What it was trained with, not the values given now, which change nothing.
+        trained_with, not_applied = record.finished_run_config(workdir, config)
+        logging.info('%s', console.describe_run(trained_with, state.params, workdir,
+                                                setup.feed.origin))
+        logging.info('%s', console.finished_message(workdir, start_step, not_applied))
       return _train_loop(setup, ckpt, logger, state, train_metrics, start_step, deadline)
 
 

@@ -144,14 +144,20 @@ def _data(name: str, data_read: DataOrigin) -> str:
   return f'{name} ({data_read.describe()})'
 
 
-def finished_message(workdir: epath.Path, step: int) -> str:
-  """What a finished run started again says: that it is done, its last errors, its files."""
+def finished_message(workdir: epath.Path, step: int,
+                     not_applied: dict[str, str] | None = None) -> str:
+  """What a finished run started again says: that it is done, its last errors, its files, and
+  the values given that differ from those it was trained with (`not_applied`, 'old -> new'
+  by key), which nothing trains with."""
   errors = _last_errors(workdir / METRICS_FILE)
   summary = ', '.join(f'{split} error {100 * error:.2f}%' for split, error in errors.items())
+  ignored = ''.join(f'\n  {key}: {change}' for key, change in (not_applied or {}).items())
   return (f'This run finished at step {step:,}{": " + summary if summary else ""}. Its metrics '
           f'are in {workdir / METRICS_FILE}, its checkpoints in {workdir / "checkpoints"}. '
           f'Nothing to train: raise --config.num_train_steps to train on, or pick a new '
-          f'--workdir for a new run.')
+          f'--workdir for a new run.'
+          + (f' Not applied, as nothing is trained (it was trained with the value left of '
+             f'each arrow):{ignored}' if ignored else ''))
 
 
 def _last_errors(metrics_file: epath.Path) -> dict[str, float]:
