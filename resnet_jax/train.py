@@ -231,10 +231,12 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
   config = setup.config
   train_fn, evaluate = make_train_fn(setup), make_evaluator(setup)
   schedule = optim.learning_rate_schedule(config.optimizer, config.batch_size)
+  source = f'training run: {logger.workdir}'
   progress = console.Progress(
-      step, config.num_train_steps, config.eval_every_steps, record_rate=functools.partial(
-          time_budget.record_rate, time_budget.rate_key(config),
-          source=f'training run: {logger.workdir}'))
+      step, config.num_train_steps, config.eval_every_steps,
+      record_rate=functools.partial(time_budget.record_rate, time_budget.rate_key(config),
+                                    source=source),
+      record_evaluation=functools.partial(time_budget.record_evaluation, config, source=source))
   preemption = PreemptionWatcher()
   guard = NonFiniteGuard(config.on_nonfinite, ckpt, schedule, config.steps_per_dispatch)
   results = {}

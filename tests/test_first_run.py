@@ -125,6 +125,19 @@ def test_a_run_keeps_the_step_rate_of_its_segment_for_later_plans(monkeypatch):
   assert recorded == [pytest.approx(30 / 80), pytest.approx(50 / 120)]
 
 
+def test_a_run_keeps_the_duration_of_each_evaluation_but_its_first(monkeypatch):
+  clock = iter([0.0, 10.0, 40.0, 50.0, 70.0])  # Start; an eval 10-40 s (compiling), 50-70 s.
+  monkeypatch.setattr(console.time, 'perf_counter', lambda: next(clock))
+  recorded = []
+  progress = console.Progress(0, 100, eval_every_steps=10, record_evaluation=recorded.append)
+  for _ in range(2):
+    with progress.evaluating():
+      pass
+  assert recorded == [20.0]
+  assert [console.evaluations_from(step, 100, 10) for step in (1, 20, 95, 101)] == [10, 9, 1, 0]
+  assert console.evaluations_from(1, 105, 10) == 11  # Every 10 steps and at the last.
+
+
 @pytest.mark.parametrize('path, level, message, shown', [
     ('/site-packages/orbax/checkpoint/x.py', logging.INFO, 'Saving step 30', False),
     ('/site-packages/orbax/checkpoint/x.py', logging.WARNING, 'Given directory is read only: x',

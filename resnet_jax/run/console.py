@@ -195,12 +195,16 @@ class Progress:
   metrics; the values also go to the metrics. The ETA counts the evaluations still to come at
   the last one's measured duration; steps/s leaves evaluation time out. With `record_rate`,
   passes it the steps/s of the whole segment (compilation and evaluations left out) every
-  RECORD_RATE_EVERY_S at a log step, and at the last step."""
+  RECORD_RATE_EVERY_S at a log step, and at the last step; with `record_evaluation`, the
+  seconds of each evaluation but the segment's first (which compiles)."""
 
   def __init__(self, step: int, total_steps: int, eval_every_steps: int,
-               record_rate: Callable[[float], None] = lambda steps_per_sec: None):
+               record_rate: Callable[[float], None] = lambda steps_per_sec: None,
+               record_evaluation: Callable[[float], None] = lambda seconds: None):
     self.total_steps = total_steps
     self.record_rate = record_rate
+    self.record_evaluation = record_evaluation
+    self._evaluations = 0
     self._trained = [0, 0.0]  # Steps and seconds of training since the first step.
     self.eval_every_steps = eval_every_steps
     self.start = self.time = self._recorded = time.perf_counter()
@@ -229,6 +233,9 @@ class Progress:
     yield
     self._eval_seconds = time.perf_counter() - started
     self._eval_seconds_since_report += self._eval_seconds
+    self._evaluations += 1
+    if self._evaluations > 1:
+      self.record_evaluation(self._eval_seconds)
 
   def report(self, step: int, train_line: str) -> dict:
     """Logs `train_line` (metrics_line), steps/s since the last report and the ETA, at a log
@@ -254,12 +261,16 @@ class Progress:
     training_seconds = now - self.time - self._eval_seconds_since_report
     steps_per_sec = (step - self.step) / max(training_seconds, 1e-9)
     eta = (self.total_steps - step) / max(steps_per_sec, 1e-9)
-    return steps_per_sec, eta + self._evals_from(step) * (self._eval_seconds or 0.0)
+    evaluations = evaluations_from(step, self.total_steps, self.eval_every_steps)
+    return steps_per_sec, eta + evaluations * (self._eval_seconds or 0.0)
 
-  def _evals_from(self, step: int) -> int:
-    """Evaluations at steps `step`..total: every eval_every_steps and at the last step."""
-    every, total = self.eval_every_steps, self.total_steps
-    return total // every - (step - 1) // every + (total % every != 0)
+
+def evaluations_from(step: int, total_steps: int, eval_every_steps: int) -> int:
+  """A run's evaluations at steps `step`..total_steps: every eval_every_steps and at the last."""
+  if step > total_steps:
+    return 0
+  return (total_steps // eval_every_steps - (step - 1) // eval_every_steps
+          + (total_steps % eval_every_steps != 0))
 
 
 def _rate_text(steps_per_sec: float, eta: float) -> str:
