@@ -112,8 +112,8 @@ def test_the_plan_counts_evaluations_at_their_measured_duration_as_the_trainer_d
   eta = 64_000 / 1.0 + console.evaluations_from(1, 64_000, resnet20.eval_every_steps) * 30.0
   assert time_budget.describe(eta) == '18 h 03 min'
   assert ('resnet20_seed0: 64,000 steps (0 done): ~18 h 03 min (one measured rate (1 training '
-          'run), 1 steps/s, its spread unknown; 32 evaluations, one measured rate (1 training '
-          'run))') in capsys.readouterr().out
+          'run), 1 steps/s, its spread unknown; 32 evaluations as long as measured (one '
+          'measured rate (1 training run)))') in capsys.readouterr().out
 
 
 def test_a_dry_run_times_each_net_without_a_rate_once_and_keeps_its_rate(

@@ -172,8 +172,8 @@ def eval_images(config: ml_collections.ConfigDict) -> int | None:
   if models.parse(config.model).dataset == 'cifar':
     return data.get('validation_size') or CIFAR_TEST_IMAGES
   if data.source == 'folder':
-    val = epath.Path(data.path or '/nonexistent') / 'val'
-    return len(list(val.glob('*/*'))) if val.exists() else None
+    val = epath.Path(data.path) / 'val' if data.path else None
+    return len(list(val.glob('*/*'))) if val and val.exists() else None
   return IMAGENET_VAL_IMAGES
 
 
@@ -185,7 +185,8 @@ def _evaluations(run: PlannedRun, rate: time_budget.StepRate,
   `rate`; None if neither says."""
   count = console.evaluations_from(run.steps_done() + 1, run.steps, run.config.eval_every_steps)
   if eval_rate:
-    return eval_rate.seconds(count), f'{count} evaluations, {eval_rate.source}'
+    return eval_rate.seconds(count), (f'{count} evaluations as long as measured '
+                                      f'({eval_rate.source})')
   images = eval_images(run.config)
   if images is None:
     return None
