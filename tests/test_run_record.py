@@ -120,6 +120,20 @@ def test_a_finished_run_started_with_an_allowed_change_shows_what_it_trained_wit
   assert len(_history(workdir)) == 1  # Nothing trained, nothing recorded.
 
 
+def test_a_finished_run_recorded_by_an_older_version_is_described_as_given(finished_run,
+                                                                            tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(finished_run[0], workdir)
+  config = record.read_config(workdir)
+  config.optimizer.learning_rate = 0.05
+  history = _history(workdir)
+  del history[0]['config']['dtype']  # A key this version added.
+  (workdir / record.HISTORY_FILE).write_text(''.join(json.dumps(s) + '\n' for s in history))
+  described, not_applied = record.finished_run_config(workdir, config)
+  assert described is config  # The banner needs every key; the changes still say the truth.
+  assert not_applied['optimizer.learning_rate'] == '0.01 -> 0.05'
+
+
 @pytest.mark.parametrize('key, kept', [
     ('num_train_steps', True), ('mesh.data', True), ('checkpoint_every_steps', True),
     ('data.cache_dir', True), ('optimizer.learning_rate', False),

@@ -120,14 +120,17 @@ def record_segment(workdir: epath.Path, config: ml_collections.ConfigDict, step:
 def finished_run_config(workdir: epath.Path, config: ml_collections.ConfigDict
                         ) -> tuple[ml_collections.ConfigDict, dict[str, str]]:
   """For a finished run started again with `config`: the config it was trained with (its
-  latest segment's; `config` if none was recorded) and what `config` would change of what is
-  trained, which nothing applies."""
+  latest segment's; `config` if none was recorded, or one of an older version that lacks some
+  of its keys) and what `config` would change of what is trained, which nothing applies."""
   recorded = _latest_config(workdir)
   if recorded is None:
     return config, {}
-  changes = config_changes(recorded, _as_json(config))
-  return ml_collections.ConfigDict(recorded), {
-      key: change for key, change in changes.items() if changes_training(key)}
+  given = _as_json(config)
+  not_applied = {key: change for key, change in config_changes(recorded, given).items()
+                 if changes_training(key)}
+  if _flat(given).keys() - _flat(recorded).keys():
+    return config, not_applied
+  return ml_collections.ConfigDict(recorded), not_applied
 
 
 def tested_versions_state(constraints: pathlib.Path | None = None) -> str | None:
