@@ -213,11 +213,16 @@ def _resume_and_train(setup: Setup, workdir: epath.Path, checkpoint_bytes: int,
         restore_data_state=setup.feed.restore_data_state if setup.feed.streamed else None)
     start_step = int(jnp.max(state.step))
     with contextlib.closing(MetricLogger(workdir, resume_step=start_step)) as logger:
-      if start_step < config.num_train_steps:
+      finished = start_step >= config.num_train_steps
+      if not finished:
         record.record_segment(workdir, config, start_step, setup.feed.origin)
-      logging.info('%s', console.describe_run(config, state.params, workdir, setup.feed.origin))
-      if start_step >= config.num_train_steps:
-        logging.info('%s', console.finished_message(workdir, start_step))
+        logging.info('%s', console.describe_run(config, state.params, workdir,
+                                                setup.feed.origin))
+      else:  # What it was trained with, not the values given now, which change nothing.
+        trained_with, not_applied = record.finished_run_config(workdir, config)
+        logging.info('%s', console.describe_run(trained_with, state.params, workdir,
+                                                setup.feed.origin))
+        logging.info('%s', console.finished_message(workdir, start_step, not_applied))
       return _train_loop(setup, ckpt, logger, state, train_metrics, start_step, deadline)
 
 
@@ -226,10 +231,12 @@ def _train_loop(setup: Setup, ckpt: checkpoints.Checkpoints, logger: MetricLogge
   config = setup.config
   train_fn, evaluate = make_train_fn(setup), make_evaluator(setup)
   schedule = optim.learning_rate_schedule(config.optimizer, config.batch_size)
+  source = f'training run: {logger.workdir}'
   progress = console.Progress(
-      step, config.num_train_steps, config.eval_every_steps, record_rate=functools.partial(
-          time_budget.record_rate, time_budget.rate_key(config),
-          source=f'training run: {logger.workdir}'))
+      step, config.num_train_steps, config.eval_every_steps,
+      record_rate=functools.partial(time_budget.record_rate, time_budget.rate_key(config),
+                                    source=source),
+      record_evaluation=functools.partial(time_budget.record_evaluation, config, source=source))
   preemption = PreemptionWatcher()
   guard = NonFiniteGuard(config.on_nonfinite, ckpt, schedule, config.steps_per_dispatch)
   results = {}

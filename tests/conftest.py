@@ -3,6 +3,7 @@ persistent compilation cache for every run of the session; how the session spend
 import atexit
 import contextlib
 import io
+import logging
 import os
 import pathlib
 import shutil
@@ -35,6 +36,12 @@ if 'RESNET_JAX_STEP_RATES' not in os.environ:
   _rates = tempfile.mkdtemp(prefix='resnet_jax_tests_step_rates_')
   atexit.register(shutil.rmtree, _rates, ignore_errors=True)
   os.environ['RESNET_JAX_STEP_RATES'] = os.path.join(_rates, 'step_rates.json')
+
+# A library's log record (grain, orbax, absl, our own warnings) goes to pytest's log capture
+# alone, shown with a failing test: with no handler of the process's own, a record logged while
+# no test captures (by a grain thread as a worker's session ends) would fall through to
+# logging.lastResort, which prints it into the progress output.
+logging.getLogger().addHandler(logging.NullHandler())
 
 # Compiling is much of the suite's CPU time. LLVM's optimization level 1, not XLA's default,
 # compiles a tiny net's programs in about half the time (a cold 8-step ResNet-8 run: 26 -> 14

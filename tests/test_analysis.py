@@ -296,6 +296,18 @@ def test_figure6_draws_train_and_test_curves_per_depth_in_two_panels(study_dir):
   assert resnet20_train.get_ydata()[-1] == pytest.approx(9)
 
 
+def test_an_eval_curve_of_one_point_is_a_marker_that_names_its_step(tmp_path):
+  for model in ('plain18', 'resnet18'):  # Figure 4's smoke: trained 12 steps, evaluated once.
+    write_run(tmp_path / f'{model}_seed0', model, 0, records([0.9, 0.8], [0.75], every=6)[:3])
+  plain, _ = analysis.figure6(analysis.load_study(tmp_path)).axes
+  [point] = [line for line in plain.lines if line.get_linestyle() == '-']
+  assert list(point.get_xdata()) == [6] and point.get_marker() == 'o'
+  assert point.get_markersize() >= 8 and not point.get_clip_on()  # Whole, also at the edge.
+  assert [t.get_text() for t in plain.get_legend().get_texts()] == ['plain-18 (one point, step 6)']
+  [train] = [line for line in plain.lines if line.get_linestyle() == '--']
+  assert train.get_marker() == 'None'
+
+
 def test_figure6_right_shows_only_the_resnets_of_its_depths(study_dir):
   figure = analysis.figure6_right(analysis.load_study(study_dir), depths=(20, 56))
   [panel] = figure.axes

@@ -19,6 +19,7 @@ from etils import epath
 from conftest import CIFAR_ARCHIVE as CHECKOUT_ARCHIVE, REPO
 from resnet_jax import analysis, models
 from resnet_jax.data.origin import DataOrigin
+from resnet_jax.faults.runs import TINY_FLAGS
 from resnet_jax.run import console
 from resnet_jax.run.preemption import PreemptionWatcher
 
@@ -124,6 +125,19 @@ def test_a_run_keeps_the_step_rate_of_its_segment_for_later_plans(monkeypatch):
   assert recorded == [pytest.approx(30 / 80), pytest.approx(50 / 120)]
 
 
+def test_a_run_keeps_the_duration_of_each_evaluation_but_its_first(monkeypatch):
+  clock = iter([0.0, 10.0, 40.0, 50.0, 70.0])  # Start; an eval 10-40 s (compiling), 50-70 s.
+  monkeypatch.setattr(console.time, 'perf_counter', lambda: next(clock))
+  recorded = []
+  progress = console.Progress(0, 100, eval_every_steps=10, record_evaluation=recorded.append)
+  for _ in range(2):
+    with progress.evaluating():
+      pass
+  assert recorded == [20.0]
+  assert [console.evaluations_from(step, 100, 10) for step in (1, 20, 95, 101)] == [10, 9, 1, 0]
+  assert console.evaluations_from(1, 105, 10) == 11  # Every 10 steps and at the last.
+
+
 @pytest.mark.parametrize('path, level, message, shown', [
     ('/site-packages/orbax/checkpoint/x.py', logging.INFO, 'Saving step 30', False),
     ('/site-packages/orbax/checkpoint/x.py', logging.WARNING, 'Given directory is read only: x',
@@ -144,6 +158,43 @@ def test_a_run_keeps_the_step_rate_of_its_segment_for_later_plans(monkeypatch):
 def test_library_chatter_stays_off_the_console(path, level, message, shown):
   record = logging.LogRecord('absl', level, path, 1, message, None, None)
   assert console._worth_showing(record) is shown  # pylint: disable=protected-access
+
+
+def test_xlas_cpp_log_stays_off_a_commands_console(tmp_path):
+  # A folder XLA cannot dump to: XLA logs that at ERROR, the level of its 'Very slow compile?'
+  # alarm, which takes 2 minutes of compiling to provoke.
+  (tmp_path / 'a_file').write_text('')
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'cache'),
+             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={tmp_path}/a_file/dump")
+  env.pop('TF_CPP_MIN_LOG_LEVEL', None)
+  bare = subprocess.run([sys.executable, '-c', 'import jax; jax.jit(lambda x: x + 1)(1)'],
+                        env=env, capture_output=True, text=True, check=True)
+  assert 'dump.cc' in bare.stderr  # Where nothing quiets it, XLA's log reaches the console.
+  run = subprocess.run([sys.executable, '-m', 'resnet_jax.main',
+                        '--config=experiments/cifar10.py:smoke', f'--workdir={tmp_path / "run"}',
+                        *TINY_FLAGS, '--config.model=resnet8', '--config.num_train_steps=1'],
+                       cwd=REPO, env=env, capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert 'step 1: test loss' in run.stderr and 'dump.cc' not in run.stderr, run.stderr
+
+
+def test_a_library_log_line_stays_out_of_the_tests_progress_output(tmp_path):
+  (tmp_path / 'test_late_log.py').write_text(textwrap.dedent('''\
+      import logging, threading, time
+
+      def test_leaves_a_thread_that_logs_after_the_session():
+        def log_late():
+          time.sleep(1)
+          logging.getLogger('grain.stand_in').warning('a library line')
+        threading.Thread(target=log_late).start()
+      '''))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / 'tests'), str(REPO)]))
+  session = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'conftest', '-p',
+                            'no:cacheprovider', 'test_late_log.py'], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)
+  assert session.returncode == 0, session.stdout
+  assert '1 passed' in session.stdout
+  assert 'a library line' not in session.stdout + session.stderr
 
 
 def test_a_warning_shows_once_per_process():

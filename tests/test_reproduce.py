@@ -19,7 +19,7 @@ import paper
 from resnet_jax import analysis, evaluate, train
 from resnet_jax.errors import ConfigError, OutOfTime
 from resnet_jax.paper import plan, report, reproduce, study
-from resnet_jax.run import time_budget
+from resnet_jax.run import console, time_budget
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = ['--config=experiments/paper.py:smoke']
@@ -89,12 +89,31 @@ def test_plan_estimates_from_measured_rates_with_their_range_and_source(
   reproduce.reproduce(config, str(tmp_path / 'paper'), dry_run=True)
   printed = capsys.readouterr().out
   # 64k steps at the median of 0.5, 1.0 and 1.2 steps/s (/a replaced), the fastest, the slowest.
-  assert ('resnet20_seed0: 64,000 steps (0 done): ~17 h 47 min (14 h 49 min to 35 h 33 min) '
-          '(median of 3 measured rates (2 training runs, 1 bench train), 0.5-1.2 steps/s)'
-          ) in printed
+  # Its 32 evaluations of the 10,000 test images: about 833 steps' forward passes.
+  assert ('resnet20_seed0: 64,000 steps (0 done): ~18 h 01 min (15 h 00 min to 36 h 01 min) '
+          '(median of 3 measured rates (2 training runs, 1 bench train), 0.5-1.2 steps/s; 32 '
+          'evaluations of 10,000 images, estimated from their forward passes)') in printed
+  assert 'Total: ~18 h 01 min (15 h 00 min to 36 h 01 min) of training and evaluations' in printed
   assert 'plain20_seed0: 64,000 steps (0 done): no measured rate' in printed
   assert 'Not estimated: plain20_seed0, plain56_seed0, resnet56_seed0: no rate measured' in printed
   assert not (tmp_path / 'paper').exists()
+
+
+def test_the_plan_counts_evaluations_at_their_measured_duration_as_the_trainer_does(
+    tmp_path, capsys, monkeypatch):
+  monkeypatch.setenv('RESNET_JAX_STEP_RATES', str(tmp_path / 'rates.json'))
+  config = paper.get_config()
+  config.estimate_steps = 0
+  resnet20 = study.run_config(config.cifar, 'resnet20', seed=0)
+  time_budget.record_rate(time_budget.rate_key(resnet20), 1.0, source='training run: /a')
+  time_budget.record_evaluation(resnet20, 30.0, source='training run: /a')
+  reproduce.reproduce(config, str(tmp_path / 'paper'), dry_run=True)
+  # What the trainer's ETA says at its first step at these rates: 64,000 s and 32 x 30 s.
+  eta = 64_000 / 1.0 + console.evaluations_from(1, 64_000, resnet20.eval_every_steps) * 30.0
+  assert time_budget.describe(eta) == '18 h 03 min'
+  assert ('resnet20_seed0: 64,000 steps (0 done): ~18 h 03 min (one measured rate (1 training '
+          'run), 1 steps/s, its spread unknown; 32 evaluations as long as measured (one '
+          'measured rate (1 training run)))') in capsys.readouterr().out
 
 
 def test_a_dry_run_times_each_net_without_a_rate_once_and_keeps_its_rate(
@@ -104,9 +123,12 @@ def test_a_dry_run_times_each_net_without_a_rate_once_and_keeps_its_rate(
   plain8 = plan.planned_runs({'cifar': config.cifar}, tmp_path / 'paper')[0]
   runs = [plain8, dataclasses.replace(plain8, name='plain8_seed1')]  # One net, one rate.
   said = []
+  monkeypatch.setattr(plan, 'SLOW_COMPILE_S', 0)  # Every compile is slow: ours says so.
   rates = plan.estimate(runs, timed_steps=2, say=said.append)
-  assert said == ['Timing plain8_seed0 (1 of 1 nets without a measured rate): compiling, then 2 '
-                  'steps...']
+  assert said[0] == ('Timing plain8_seed0 (1 of 1 nets without a measured rate): compiling, '
+                     'then 2 steps...')
+  assert re.fullmatch(r'  compiling plain8_seed0 took \d+ s \(its first step included\)', said[1])
+  assert len(said) == 2
   assert rates['plain8_seed0'] is rates['plain8_seed1']
   assert rates['plain8_seed0'].source == '2 timed steps after a warm-up'
   assert rates['plain8_seed0'].slowest <= rates['plain8_seed0'].median
@@ -114,6 +136,22 @@ def test_a_dry_run_times_each_net_without_a_rate_once_and_keeps_its_rate(
   assert kept['plain8_seed0'].median == rates['plain8_seed0'].median
   assert kept['plain8_seed0'].source == 'one measured rate (1 plan timing)'
   assert not (tmp_path / 'paper').exists()
+def test_a_dry_run_reads_each_runs_measured_rate_once(tmp_path, capsys, monkeypatch):
+  monkeypatch.setenv('RESNET_JAX_STEP_RATES', str(tmp_path / 'rates.json'))
+  config = paper.get_config('smoke')
+  config.parts = 'cifar'
+  runs = plan.planned_runs({'cifar': config.cifar}, tmp_path / 'paper')
+  for run in runs:  # Every net has a rate: the dry run times nothing.
+    time_budget.record_rate(time_budget.rate_key(run.config), 2.0, source='bench train: today')
+  read = []
+  measured_rate = time_budget.measured_rate
+  monkeypatch.setattr(time_budget, 'measured_rate', lambda key: read.append(key) or
+                      measured_rate(key))
+  reproduce.reproduce(config, str(tmp_path / 'paper'), dry_run=True)
+  assert len(read) == len(set(read))  # The plan's reads, reused for the timing that follows.
+  assert capsys.readouterr().out.count('Plan on ') == 1
+
+
 def test_full_plan_lists_every_net_of_tables_3_to_6(tmp_path, capsys, monkeypatch):
   monkeypatch.setenv('RESNET_JAX_STEP_RATES', str(tmp_path / 'rates.json'))
   config = paper.get_config('full')
@@ -345,6 +383,22 @@ def test_report_of_a_study_stopped_before_a_nets_first_evaluation(tmp_path):
   assert '| resnet14 | not started (0 of 12 steps) | | — | — | | — |' in markdown
   assert ('- Finished: plain8_seed0.\n- Stopped partway: plain14_seed0 (step 1 of 12).\n'
           '- Not started: resnet14_seed0.') in markdown
+
+
+@pytest.mark.parametrize('eval_steps, said', [
+    ([12], 'The validation error was measured once, at step 12: one marked point per net, not '
+           'a curve.'),
+    ([], 'No validation error was measured yet: the training curves alone.'),
+    ([6, 12], None)])
+def test_a_curve_figures_caption_says_when_there_is_no_curve_to_draw(tmp_path, eval_steps, said):
+  (tmp_path / 'imagenet').mkdir()
+  (tmp_path / 'imagenet' / study.FIGURE4_PNG).write_bytes(b'')
+  result = dict(table=[dict(eval_split='validation')], eval_steps=eval_steps, depths=[18],
+                seeds=1)
+  figures = report._figures  # pylint: disable=protected-access
+  caption = figures(tmp_path, 'imagenet', result, 'validation')[2]
+  assert caption.startswith('*Figure 4: training error (dashed) and validation error (bold)')
+  assert (said in caption) if said else ('measured' not in caption)
 
 
 def test_report_gives_a_net_of_several_seeds_as_table6_does(tmp_path):

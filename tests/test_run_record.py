@@ -97,9 +97,41 @@ def test_changes_are_recorded_when_allowed_or_when_they_keep_the_training(finish
       (0, {}),
       (2, {'allow_config_change': 'false -> true', 'log_every_steps': '1 -> 2',
            'num_train_steps': '2 -> 4', 'optimizer.learning_rate': '0.01 -> 0.05'})]
-  assert 'optimizer.learning_rate: 0.01 -> 0.05' in resumed.output
+  assert ('  Changing what is trained (allowed by allow_config_change):\n'
+          '    optimizer.learning_rate: 0.01 -> 0.05\n'
+          '  Leaving what is trained as it was:\n    allow_config_change: false -> true\n'
+          '    log_every_steps: 1 -> 2\n    num_train_steps: 2 -> 4\n') in resumed.output
   assert (workdir / record.CONFIG_FILE).read_text() == first_config
   assert record.read_config(workdir).optimizer.learning_rate == 0.05
+
+
+def test_a_finished_run_started_with_an_allowed_change_shows_what_it_trained_with(
+    finished_run, data_flags, tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(finished_run[0], workdir)
+  again = _finish(workdir, *data_flags, '--config.optimizer.learning_rate=0.05',
+                  '--config.allow_config_change=true')
+  assert again.returncode == 0, again.tail()
+  assert ', 2 steps, lr 0.01 (' in again.output and 'lr 0.05' not in again.output
+  assert again.output.endswith('Not applied, as nothing is trained (it was trained with the '
+                               'value left of each arrow):\n  optimizer.learning_rate: 0.01 -> '
+                               '0.05\n')
+  assert 'allow_config_change' not in again.output
+  assert len(_history(workdir)) == 1  # Nothing trained, nothing recorded.
+
+
+def test_a_finished_run_recorded_by_an_older_version_is_described_as_given(finished_run,
+                                                                            tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(finished_run[0], workdir)
+  config = record.read_config(workdir)
+  config.optimizer.learning_rate = 0.05
+  history = _history(workdir)
+  del history[0]['config']['dtype']  # A key this version added.
+  (workdir / record.HISTORY_FILE).write_text(''.join(json.dumps(s) + '\n' for s in history))
+  described, not_applied = record.finished_run_config(workdir, config)
+  assert described is config  # The banner needs every key; the changes still say the truth.
+  assert not_applied['optimizer.learning_rate'] == '0.01 -> 0.05'
 
 
 @pytest.mark.parametrize('key, kept', [

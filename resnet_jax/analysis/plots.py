@@ -48,13 +48,15 @@ def figure6_right(runs: pd.DataFrame, depths: tuple[int, ...]):
 
 
 def _plot_curves(ax, curves: pd.DataFrame, colours: dict, title: str, panel_title: str):
-  """One panel: a dashed training curve and a bold eval curve per depth of `curves`."""
+  """One panel: a dashed training curve and a bold eval curve per depth of `curves`; an eval
+  curve of one point is a large marker whose legend entry names its step."""
   for (depth, split), curve in curves.groupby(['depth', 'split']):
-    is_train = split == 'train'
+    is_train, one_point = split == 'train', len(curve) == 1
+    label = f'{title}-{depth}' + (f' (one point, step {curve.step.iloc[0]:,})' if one_point else '')
     ax.plot(curve.step, 100 * curve.error, color=colours[depth],
             linestyle='--' if is_train else '-', linewidth=1 if is_train else 2.5,
-            marker=None if len(curve) > 1 else 'o',
-            label=None if is_train else f'{title}-{depth}')
+            marker='o' if one_point else None, markersize=4 if is_train else 9,
+            clip_on=False, label=None if is_train else label)
   ax.set(title=panel_title, xlabel='iterations', ylabel='error (%)')
   ax.grid(alpha=0.3)
   if ax.lines:

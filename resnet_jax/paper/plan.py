@@ -1,8 +1,9 @@
 """The plan of `python -m resnet_jax.reproduce`: every training run of its parts, the steps each
-has done and has left, and the training time they will take, estimated from the step rates
-measured on these devices before (time_budget.measured_rate) or from steps timed after a
-warm-up, each with its range and source; the largest nets' from a cheaper net's rate, scaled
-by multiply-adds."""
+has done and has left, and the time they will take, training and evaluations, as a trainer's
+ETA counts it: from the step rates measured on these devices before (time_budget.measured_rate)
+or from steps timed after a warm-up, each with its range and source; the largest nets' from a
+cheaper net's rate, scaled by multiply-adds; evaluations at their measured duration, else from
+their forward passes."""
 import dataclasses
 import functools
 import statistics
@@ -16,12 +17,20 @@ from etils import epath
 from resnet_jax import analysis, models, train
 from resnet_jax.models.complexity import count_multiply_adds
 from resnet_jax.paper import study
-from resnet_jax.run import time_budget
+from resnet_jax.run import console, time_budget
 
 # A run whose step takes more than this many times the multiply-adds of the cheapest run of
 # its dataset is not timed (a step of ResNet-152 or ResNet-1202 takes minutes on a CPU): its
 # estimate is the cheapest run's, scaled by the ratio of their multiply-adds.
 TIMED_WORK_RATIO = 4
+# A compile this long gets a line of ours: XLA's own alarm after as long (2 minutes) stays off
+# the console (run/console.py).
+SLOW_COMPILE_S = 120
+# An evaluation never timed is estimated from its forward passes: a train step's forward and
+# backward passes do about 3 forward passes' work an image.
+FORWARD_PASSES_A_TRAIN_IMAGE = 3
+CIFAR_TEST_IMAGES = 10_000
+IMAGENET_VAL_IMAGES = 50_000  # ILSVRC 2012's validation set, on which Table 2 reports.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,15 +58,21 @@ def planned_runs(studies: dict[str, ml_collections.ConfigDict],
           for name, run in study.planned_runs(config).items()]
 
 
-def time_steps(config: ml_collections.ConfigDict, steps: int) -> time_budget.StepRate:
+def time_steps(config: ml_collections.ConfigDict, steps: int, name: str = 'the net',
+               say: Callable[[str], None] = print) -> time_budget.StepRate:
   """Times `steps` dispatches of the trainer's own train function for `config`, one by one
-  after a warm-up dispatch (which compiles), on its real input and mesh; keeps their median
-  rate among the measured ones. Nothing else is written."""
+  after a warm-up dispatch (which compiles; one line on it through `say` if it took over
+  SLOW_COMPILE_S), on its real input and mesh; keeps their median rate among the measured
+  ones. Nothing else is written."""
   setup = train.build(config)
   state, metrics = train.initial_state(setup)
   train_fn = train.make_train_fn(setup)
+  started = time.perf_counter()
   state, metrics, _ = jax.block_until_ready(
       train_fn(state, metrics, setup.feed.train_inputs(), True))
+  compiling = time.perf_counter() - started
+  if compiling > SLOW_COMPILE_S:
+    say(f'  compiling {name} took {time_budget.describe(compiling)} (its first step included)')
   rates = []
   for _ in range(steps):
     started = time.perf_counter()
@@ -71,17 +86,19 @@ def time_steps(config: ml_collections.ConfigDict, steps: int) -> time_budget.Ste
                               f'{steps} timed step{"s" * (steps > 1)} after a warm-up')
 
 
-def estimate(runs: list[PlannedRun], timed_steps: int = 0,
-             say: Callable[[str], None] = print) -> dict[str, time_budget.StepRate]:
+def estimate(runs: list[PlannedRun], timed_steps: int = 0, say: Callable[[str], None] = print,
+             known: dict[str, time_budget.StepRate] | None = None
+             ) -> dict[str, time_budget.StepRate]:
   """The StepRate of every run with steps left, by name, that one was measured for (a training
-  run, `bench train` or an earlier plan, on these devices); with `timed_steps`, the others
-  are timed now, saying which. A run without a rate that does more than TIMED_WORK_RATIO times
-  the multiply-adds a step of its data set's cheapest run with a rate gets that rate, scaled."""
+  run, `bench train` or an earlier plan, on these devices; `known`, an earlier call's result,
+  in place of reading them again); with `timed_steps`, the others are timed now, saying which.
+  A run without a rate that does more than TIMED_WORK_RATIO times the multiply-adds a step of
+  its data set's cheapest run with a rate gets that rate, scaled."""
   rates, unmeasured = {}, {}  # Runs without a rate by rate_key: the seeds of a net share one.
   for run in runs:
     if run.steps_done() < run.steps:
       key = time_budget.rate_key(run.config)
-      rate = time_budget.measured_rate(key)
+      rate = time_budget.measured_rate(key) if known is None else known.get(run.name)
       if rate:
         rates[run.name] = rate
       else:
@@ -94,7 +111,7 @@ def estimate(runs: list[PlannedRun], timed_steps: int = 0,
     if not rate and timed_steps:
       say(f'Timing {alike[0].name} ({index} of {len(alikes)} nets without a measured rate): '
           f'compiling, then {timed_steps} steps...')
-      rate = time_steps(alike[0].config, timed_steps)
+      rate = time_steps(alike[0].config, timed_steps, alike[0].name, say)
     if rate:
       rates.update({run.name: rate for run in alike})
   return rates
@@ -134,6 +151,50 @@ def _net_multiply_adds(net: str, shortcut: str, image_shape: tuple[int, int, int
   return count_multiply_adds(models.create(net, shortcut=shortcut), image_shape)
 
 
+def eval_rates(runs: list[PlannedRun]) -> dict[str, time_budget.StepRate]:
+  """The evaluations/s measured for every run with steps left that had one measured (a
+  training run's evaluations after its first), by name."""
+  rates = {}
+  for run in (run for run in runs if run.steps_done() < run.steps):
+    rate = time_budget.measured_rate(time_budget.eval_key(run.config))
+    if rate:
+      rates[run.name] = rate
+  return rates
+
+
+def eval_images(config: ml_collections.ConfigDict) -> int | None:
+  """The images an evaluation of `config` reads, as far as the config says: its synthetic
+  images, CIFAR's held-out validation set or test split, a folder's val/ images or ImageNet's
+  validation set; None for a folder not there yet."""
+  data = config.data
+  if data.source == 'synthetic':
+    return data.synthetic.num_eval
+  if models.parse(config.model).dataset == 'cifar':
+    return data.get('validation_size') or CIFAR_TEST_IMAGES
+  if data.source == 'folder':
+    val = epath.Path(data.path) / 'val' if data.path else None
+    return len(list(val.glob('*/*'))) if val and val.exists() else None
+  return IMAGENET_VAL_IMAGES
+
+
+def _evaluations(run: PlannedRun, rate: time_budget.StepRate,
+                 eval_rate: time_budget.StepRate | None
+                 ) -> tuple[tuple[float, float, float], str] | None:
+  """Seconds (median, fastest, slowest) of the evaluations `run` has left, and where they come
+  from: `eval_rate`, the measured evaluations/s, else their forward passes at the train step
+  `rate`; None if neither says."""
+  count = console.evaluations_from(run.steps_done() + 1, run.steps, run.config.eval_every_steps)
+  if eval_rate:
+    return eval_rate.seconds(count), (f'{count} evaluations as long as measured '
+                                      f'({eval_rate.source})')
+  images = eval_images(run.config)
+  if images is None:
+    return None
+  steps = count * images / (FORWARD_PASSES_A_TRAIN_IMAGE * run.config.batch_size)
+  return rate.seconds(steps), (f'{count} evaluations of {images:,} images, estimated from '
+                               'their forward passes')
+
+
 def compile_for(runs: list[PlannedRun], target: str) -> dict[str, str]:
   """By run name: whether each run with steps left fits on `target` (bench/aot.py's forms)
   and the floor of its schedule there, from its programs compiled, not run."""
@@ -150,15 +211,16 @@ def compile_for(runs: list[PlannedRun], target: str) -> dict[str, str]:
 
 
 def describe(parts: dict[str, str], skipped: dict[str, str], runs: list[PlannedRun],
-             rates: dict[str, time_budget.StepRate],
+             rates: dict[str, time_budget.StepRate], evals: dict[str, time_budget.StepRate],
              compiled: dict[str, str] | None = None) -> str:
   """The plan as printed: each part (`parts`: title by name, in order) with its runs, steps
-  and estimated training time with its range and the rate's source (and `compiled`'s word on
-  each run), the skipped parts with why, and the total."""
+  and estimated time (training at `rates`, evaluations at `evals` or from their forward
+  passes) with its range and sources (and `compiled`'s word on each run), the skipped parts
+  with why, and the total."""
   devices = jax.devices()
   lines = [f'Plan on {len(devices)} {devices[0].device_kind} device(s), estimated from the step '
            f'rates measured on them ({time_budget.step_rates_file()}):']
-  total, unestimated = [0.0, 0.0, 0.0], []
+  total, unestimated, no_evals = [0.0, 0.0, 0.0], [], []
   for part, title in parts.items():
     if part in skipped:
       lines.append(f'  {part}: {title}: skipped, {skipped[part]}')
@@ -170,16 +232,25 @@ def describe(parts: dict[str, str], skipped: dict[str, str], runs: list[PlannedR
         wall = 'finished'
       elif run.name in rates:
         seconds = rates[run.name].seconds(left)
+        evaluations = _evaluations(run, rates[run.name], evals.get(run.name))
+        if evaluations:
+          seconds = [sum(pair) for pair in zip(seconds, evaluations[0])]
+        else:
+          no_evals.append(run.name)
         total = [sum(pair) for pair in zip(total, seconds)]
-        wall = f'{_duration_range(*seconds)} ({rates[run.name].describe()})'
+        wall = (f'{_duration_range(*seconds)} ({rates[run.name].describe()}; '
+                f'{evaluations[1] if evaluations else "evaluations not estimated"})')
       else:
         unestimated.append(run.name)
         wall = 'no measured rate'
       on_target = f'; {compiled[run.name]}' if run.name in (compiled or {}) else ''
       lines.append(f'    {run.name}: {run.steps:,} steps ({done:,} done): {wall}{on_target}')
-  lines.append(f'Total: {_duration_range(*total)} of training, compilation and evaluations not '
-               'included (a trainer\'s ETA adds its evaluations).' if rates else
+  lines.append(f'Total: {_duration_range(*total)} of training and evaluations, compilation not '
+               'included, as a trainer\'s ETA counts them.' if rates else
                'Total: nothing estimated.' if unestimated else 'Total: nothing to train.')
+  if no_evals:
+    lines.append(f'Evaluations not estimated for {", ".join(no_evals)}: their images are not '
+                 'there yet (none of their evaluations was timed either).')
   if unestimated:
     lines.append(f'Not estimated: {", ".join(unestimated)}: no rate measured on these devices '
                  'yet. A training run keeps its rate for later plans; so does `python -m '

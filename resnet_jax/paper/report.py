@@ -208,10 +208,22 @@ def _figures(workdir, part: str, result: dict, eval_split: str) -> list[str]:
   for name in FIGURES[part]:
     if (workdir / part / name).exists():
       caption = f'{CAPTIONS[name].format(split=eval_split)} ({trained}).'
+      if name != study.FIGURE7_PNG:
+        caption += _eval_points(result.get('eval_steps'), eval_split)
       if name == study.FIGURE6_PNG and set(FIGURE1_DEPTHS) <= set(depths):
         caption += ' Its left panel at depths 20 and 56 is Figure 1.'
       lines += [f'![{name}]({part}/{name})', '', f'*{caption}*', '']
   return lines
+
+
+def _eval_points(eval_steps: list[int] | None, eval_split: str) -> str:
+  """What a curve figure's caption says of too few evaluations to draw a curve."""
+  if eval_steps is None or len(eval_steps) > 1:  # None: the results of an older version.
+    return ''
+  if not eval_steps:
+    return f' No {eval_split} error was measured yet: the training curves alone.'
+  return (f' The {eval_split} error was measured once, at step {eval_steps[0]:,}: one marked '
+          'point per net, not a curve.')
 
 
 def _run_steps(result: dict | None) -> list[str]:

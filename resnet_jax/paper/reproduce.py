@@ -109,13 +109,14 @@ def reproduce(config: ml_collections.ConfigDict, workdir: str, command: list[str
   if 'imagenet' in studies:
     runs += tables34_runs(config.tables34.nets, studies['imagenet'], workdir)
   trained = [run for run in runs if run.part in parts]
-  rates = plan.estimate(trained)
+  rates, evals = plan.estimate(trained), plan.eval_rates(trained)
   compiled = plan.compile_for(trained, target) if target else {}
-  print(plan.describe(PARTS, skipped, trained, rates, compiled), flush=True)
+  print(plan.describe(PARTS, skipped, trained, rates, evals, compiled), flush=True)
   if dry_run:
-    timed = plan.estimate(trained, timed_steps, say=functools.partial(print, flush=True))
+    timed = plan.estimate(trained, timed_steps, say=functools.partial(print, flush=True),
+                          known=rates)
     if len(timed) > len(rates):
-      print(plan.describe(PARTS, skipped, trained, timed, compiled), flush=True)
+      print(plan.describe(PARTS, skipped, trained, timed, evals, compiled), flush=True)
     return {}
   deadline = time_budget.Deadline(budget)  # The budget trains; imports and the plan are free.
   results, outcomes = _read_json(workdir / RESULTS_JSON), _read_json(workdir / PARTS_JSON)
@@ -208,6 +209,8 @@ def _run_study(context: _Context, part: str):
   if any(path.stat().length for path in study_dir.glob(f'*/{METRICS_FILE}')):
     result['verdict'] = study.write_results(study_config, study_dir)
     result['table'] = _records(pd.read_csv(study_dir / study.RESULTS_CSV))
+    runs = analysis.load_study(study_dir)
+    result['eval_steps'] = sorted({int(step) for step in runs.step[runs.split != 'train']})
   return result, _steps_outcome(progress)
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 import jax
+import jaxlib.utils
 import ml_collections
 from absl import logging as absl_logging
 from clu import parameter_overview
@@ -29,11 +30,20 @@ RECORD_RATE_EVERY_S = 60.0  # How often a run updates its measured steps/s for l
 # it looks in; JAX says at INFO which backends it could not load (libtpu on a CPU).
 _QUIET_WARNINGS = ('Given directory is read only', 'read_only=True, setting save_interval_steps',
                    'has no dataset_info.json')
+# XLA's C++ log shows FATAL alone: at ERROR it says what is no error of the run, e.g. its
+# 'Very slow compile? If you want to file a bug...' banner and 'The operation took 2m28s' after
+# two minutes of compiling (a fixed threshold, no flag: xla/service/slow_operation_alarm.cc). A
+# failed compile or step still raises its error in Python. TF_CPP_MIN_LOG_LEVEL=0 shows it all
+# (jax itself sets it to 1 as it loads, unless it is set).
+XLA_MIN_LOG_LEVEL = 3  # absl's severities: 0 INFO, 1 WARNING, 2 ERROR, 3 FATAL.
 
 
 def quiet_libraries() -> None:
-  """Keeps the libraries' INFO chatter and known harmless warnings off the console, and
-  absl's long line prefix (level, date, thread, source line) off every line."""
+  """Keeps the libraries' INFO chatter and known harmless warnings off the console, XLA's C++
+  log below FATAL too (unless TF_CPP_MIN_LOG_LEVEL=0), and absl's long line prefix (level,
+  date, thread, source line) off every line."""
+  if os.environ.get('TF_CPP_MIN_LOG_LEVEL') != '0':
+    jaxlib.utils.absl_set_min_log_level(XLA_MIN_LOG_LEVEL)  # What jax_logging_level sets.
   logging.getLogger('absl').addFilter(_worth_showing)
   absl_logging.get_absl_handler().setFormatter(ConsoleFormatter())
   logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
@@ -134,14 +144,20 @@ def _data(name: str, data_read: DataOrigin) -> str:
   return f'{name} ({data_read.describe()})'
 
 
-def finished_message(workdir: epath.Path, step: int) -> str:
-  """What a finished run started again says: that it is done, its last errors, its files."""
+def finished_message(workdir: epath.Path, step: int,
+                     not_applied: dict[str, str] | None = None) -> str:
+  """What a finished run started again says: that it is done, its last errors, its files, and
+  the values given that differ from those it was trained with (`not_applied`, 'old -> new'
+  by key), which nothing trains with."""
   errors = _last_errors(workdir / METRICS_FILE)
   summary = ', '.join(f'{split} error {100 * error:.2f}%' for split, error in errors.items())
+  ignored = ''.join(f'\n  {key}: {change}' for key, change in (not_applied or {}).items())
   return (f'This run finished at step {step:,}{": " + summary if summary else ""}. Its metrics '
           f'are in {workdir / METRICS_FILE}, its checkpoints in {workdir / "checkpoints"}. '
           f'Nothing to train: raise --config.num_train_steps to train on, or pick a new '
-          f'--workdir for a new run.')
+          f'--workdir for a new run.'
+          + (f' Not applied, as nothing is trained (it was trained with the value left of '
+             f'each arrow):{ignored}' if ignored else ''))
 
 
 def _last_errors(metrics_file: epath.Path) -> dict[str, float]:
@@ -179,12 +195,16 @@ class Progress:
   metrics; the values also go to the metrics. The ETA counts the evaluations still to come at
   the last one's measured duration; steps/s leaves evaluation time out. With `record_rate`,
   passes it the steps/s of the whole segment (compilation and evaluations left out) every
-  RECORD_RATE_EVERY_S at a log step, and at the last step."""
+  RECORD_RATE_EVERY_S at a log step, and at the last step; with `record_evaluation`, the
+  seconds of each evaluation but the segment's first (which compiles)."""
 
   def __init__(self, step: int, total_steps: int, eval_every_steps: int,
-               record_rate: Callable[[float], None] = lambda steps_per_sec: None):
+               record_rate: Callable[[float], None] = lambda steps_per_sec: None,
+               record_evaluation: Callable[[float], None] = lambda seconds: None):
     self.total_steps = total_steps
     self.record_rate = record_rate
+    self.record_evaluation = record_evaluation
+    self._evaluations = 0
     self._trained = [0, 0.0]  # Steps and seconds of training since the first step.
     self.eval_every_steps = eval_every_steps
     self.start = self.time = self._recorded = time.perf_counter()
@@ -213,6 +233,9 @@ class Progress:
     yield
     self._eval_seconds = time.perf_counter() - started
     self._eval_seconds_since_report += self._eval_seconds
+    self._evaluations += 1
+    if self._evaluations > 1:
+      self.record_evaluation(self._eval_seconds)
 
   def report(self, step: int, train_line: str) -> dict:
     """Logs `train_line` (metrics_line), steps/s since the last report and the ETA, at a log
@@ -238,12 +261,16 @@ class Progress:
     training_seconds = now - self.time - self._eval_seconds_since_report
     steps_per_sec = (step - self.step) / max(training_seconds, 1e-9)
     eta = (self.total_steps - step) / max(steps_per_sec, 1e-9)
-    return steps_per_sec, eta + self._evals_from(step) * (self._eval_seconds or 0.0)
+    evaluations = evaluations_from(step, self.total_steps, self.eval_every_steps)
+    return steps_per_sec, eta + evaluations * (self._eval_seconds or 0.0)
 
-  def _evals_from(self, step: int) -> int:
-    """Evaluations at steps `step`..total: every eval_every_steps and at the last step."""
-    every, total = self.eval_every_steps, self.total_steps
-    return total // every - (step - 1) // every + (total % every != 0)
+
+def evaluations_from(step: int, total_steps: int, eval_every_steps: int) -> int:
+  """A run's evaluations at steps `step`..total_steps: every eval_every_steps and at the last."""
+  if step > total_steps:
+    return 0
+  return (total_steps // eval_every_steps - (step - 1) // eval_every_steps
+          + (total_steps % eval_every_steps != 0))
 
 
 def _rate_text(steps_per_sec: float, eta: float) -> str:

@@ -112,8 +112,25 @@ def record_segment(workdir: epath.Path, config: ml_collections.ConfigDict, step:
             'config': new}
   replace_file(history, earlier + json.dumps(record) + '\n')
   if changes:
-    logging.info('Config changes from step %d on, recorded in %s:\n%s', step, history,
-                 _listed(changes))
+    logging.info('Config changes from step %d on (trained so far with the value left of each '
+                 'arrow, on with the one right of it), recorded in %s:\n%s', step, history,
+                 _grouped(changes))
+
+
+def finished_run_config(workdir: epath.Path, config: ml_collections.ConfigDict
+                        ) -> tuple[ml_collections.ConfigDict, dict[str, str]]:
+  """For a finished run started again with `config`: the config it was trained with (its
+  latest segment's; `config` if none was recorded, or one of an older version that lacks some
+  of its keys) and what `config` would change of what is trained, which nothing applies."""
+  recorded = _latest_config(workdir)
+  if recorded is None:
+    return config, {}
+  given = _as_json(config)
+  not_applied = {key: change for key, change in config_changes(recorded, given).items()
+                 if changes_training(key)}
+  if _flat(given).keys() - _flat(recorded).keys():
+    return config, not_applied
+  return ml_collections.ConfigDict(recorded), not_applied
 
 
 def tested_versions_state(constraints: pathlib.Path | None = None) -> str | None:
@@ -167,8 +184,17 @@ def _flat(config: dict, prefix: str = '') -> dict:
   return flat
 
 
-def _listed(changes: dict[str, str]) -> str:
-  return '\n'.join(f'  {key}: {change}' for key, change in changes.items())
+def _listed(changes: dict[str, str], indent: str = '  ') -> str:
+  return '\n'.join(f'{indent}{key}: {change}' for key, change in changes.items())
+
+
+def _grouped(changes: dict[str, str]) -> str:
+  """`changes` listed under what they change: what is trained, or how the run goes on."""
+  trained = {key: change for key, change in changes.items() if changes_training(key)}
+  settings = {key: change for key, change in changes.items() if key not in trained}
+  groups = (('Changing what is trained (allowed by allow_config_change)', trained),
+            ('Leaving what is trained as it was', settings))
+  return '\n'.join(f'  {title}:\n{_listed(group, "    ")}' for title, group in groups if group)
 
 
 def _shown(flat: dict, key: str) -> str:

@@ -2,7 +2,7 @@
 after it is spent, saving a checkpoint as on a preemption, so a rerun continues. And the
 measured step rates that say how long a run will take: training runs and `bench train` keep
 each rate in STEP_RATES_FILE by what the speed depends on (net, batch, devices), and a plan
-estimates from them, with their spread."""
+estimates from them, with their spread; the durations of evaluations are kept alike."""
 import dataclasses
 import datetime
 import json
@@ -83,6 +83,18 @@ def rate_key(config: ml_collections.ConfigDict) -> str:
           f'x{config.num_replicas}{streamed} on {len(devices)} {devices[0].device_kind}')
 
 
+def eval_key(config: ml_collections.ConfigDict) -> str:
+  """What an evaluation's duration depends on: rate_key's net and devices, the eval batch and
+  the images (their data set and source; the number of synthetic images, a folder's path or
+  CIFAR's held-out validation set where the config names one)."""
+  data = config.data
+  images = (f' ({data.synthetic.num_eval} images)' if data.source == 'synthetic' else
+            f' ({data.path})' if data.source == 'folder' else
+            f' (validation {data.validation_size})' if data.get('validation_size') else '')
+  return (f'{rate_key(config)}: evaluating {data.name} from {data.source}{images} at batch '
+          f'{config.eval_batch_size}')
+
+
 @dataclasses.dataclass(frozen=True)
 class StepRate:
   """Steps/s of one kind of run (training only: compilation and evaluations left out), the
@@ -121,6 +133,12 @@ def measured_rate(key: str) -> StepRate | None:
   source = (f'median of {len(rates)} measured rates ({what})' if len(rates) > 1 else
             f'one measured rate ({what})')
   return StepRate(statistics.median(rates), min(rates), max(rates), source)
+
+
+def record_evaluation(config: ml_collections.ConfigDict, seconds: float, source: str) -> None:
+  """Keeps the duration of one evaluation of `config` (as evaluations/s, under eval_key), as
+  record_rate does a step rate."""
+  record_rate(eval_key(config), 1 / max(seconds, 1e-9), source)
 
 
 def record_rate(key: str, steps_per_sec: float, source: str) -> None:
