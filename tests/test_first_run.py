@@ -74,6 +74,9 @@ def test_console_shows_the_config_and_size_and_files_the_parameter_table(tmp_pat
                                 '32,000, 48,000)')
   assert size_line.startswith(f'0.27M parameters (table: {tmp_path / "parameters.txt"})')
   assert 'stage3_block2/Conv_1/kernel' in (tmp_path / 'parameters.txt').read_text()
+  config.optimizer.lr_boundaries = ()
+  constant = console.describe_run(config, params, epath.Path(tmp_path), data_read)
+  assert 'steps, lr 0.1 (constant), weight decay' in constant
 
 
 def test_a_finished_run_says_where_its_results_are(tmp_path):

@@ -114,6 +114,7 @@ def describe_run(config: ml_collections.ConfigDict, params, workdir: epath.Path,
   files go; writes the full parameter table to WORKDIR/parameters.txt (process 0)."""
   optimizer = config.optimizer
   boundaries = ', '.join(f'{b:,}' for b in optimizer.lr_boundaries)
+  schedule = f'x{optimizer.lr_decay:g} at {boundaries}' if boundaries else 'constant'
   seeds = (f'seed {config.seed}' if config.num_replicas == 1 else
            f'seeds {config.seed}-{config.seed + config.num_replicas - 1}')
   devices = jax.devices()
@@ -123,7 +124,7 @@ def describe_run(config: ml_collections.ConfigDict, params, workdir: epath.Path,
       f'{config.model} (shortcut {config.shortcut}, {config.dtype}) on '
       f'{_data(config.data.name, data_read)}, '
       f'batch {config.batch_size}, {config.num_train_steps:,} steps, lr {optimizer.learning_rate} '
-      f'(x{optimizer.lr_decay:g} at {boundaries}{warmup}), weight decay '
+      f'({schedule}{warmup}), weight decay '
       f'{optimizer.weight_decay:g}, {seeds}, {len(devices)} {devices[0].platform.upper()} '
       f'device(s)')
   # With several replicas, every parameter has a leading replica axis.
