@@ -201,6 +201,8 @@ def test_a_run_without_its_final_records_is_not_finished(study_copy):
   metrics.write_text(''.join(line + '\n' for line in metrics.read_text().splitlines()
                              if '"step": 6' not in line))
   assert not study.is_finished(study_copy / 'plain8_seed0', run)
+  metrics.write_text('')  # Killed before its first record.
+  assert not study.is_finished(study_copy / 'plain8_seed0', run)
 
 
 @pytest.mark.slow

@@ -133,7 +133,8 @@ def replica_groups(num_replicas: int, device_count: int | None = None) -> int:
 def is_finished(workdir: epath.Path, config: ml_collections.ConfigDict) -> bool:
   """Whether every seed trained in `workdir` logged its final step and the program saved its
   final checkpoint."""
-  if not (workdir / METRICS_FILE).exists():
+  metrics = workdir / METRICS_FILE
+  if not metrics.exists() or not metrics.read_text().strip():  # Killed before its first record.
     return False
   run = analysis.load_run(workdir)
   final = run[run.step == config.num_train_steps]
