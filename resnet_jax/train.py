@@ -57,7 +57,7 @@ class Setup:
   feed: feeds.Feed
   model: nn.Module
   optimizer: optax.GradientTransformation
-  init: Callable[[], Any]  # The initial train state of every replica.
+  init: Callable[[jax.Array], Any]  # Seed keys -> the initial train state of every replica.
   abstract_state: Any
   state_shardings: Any
 
@@ -76,9 +76,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = No
   model = build_model(config, feed.num_classes)
   optimizer = optim.make_optimizer(config.optimizer, config.batch_size)
   init_one = functools.partial(init_state, model, optimizer, image_shape=feed.image_shape)
-  init = functools.partial(_per_replica(config, mesh, init_one, in_axes=(0,)),
-                           _seed_keys(config))
-  abstract_state = jax.eval_shape(init)
+  init = _per_replica(config, mesh, init_one, in_axes=(0,))
+  abstract_state = jax.eval_shape(init, _seed_keys(config))
   return Setup(config, mesh, feed, model, optimizer, init, abstract_state,
                state_shardings=sharding.state_sharding(mesh, abstract_state,
                                                        config.num_replicas))
@@ -86,7 +85,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = No
 
 def initial_state(setup: Setup):
   """The initial train state and empty train metrics, placed on the mesh."""
-  state = jax.jit(setup.init, out_shardings=setup.state_shardings)()
+  state = jax.jit(lambda key_data: setup.init(jax.random.wrap_key_data(key_data)),
+                  out_shardings=setup.state_shardings)(_seed_key_data(setup.config))
   metrics = jax.jit(functools.partial(_empty_metrics, setup.config.num_replicas),
                     out_shardings=sharding.replicated(setup.mesh))()
   return state, metrics
@@ -127,17 +127,39 @@ def make_train_fn(setup: Setup):
     return state, metrics, metrics.skipped_steps.total - skipped_before
 
   run_replicas = _per_replica(config, setup.mesh, run_replica, in_axes=(0, 0, 0, None, None))
-  seed_keys = _seed_keys(config)
 
-  def run(state, metrics, inputs, reset_metrics):
-    state, metrics, nonfinite = run_replicas(seed_keys, state, metrics, inputs, reset_metrics)
+  def run(seed_key_data, state, metrics, inputs, reset_metrics):
+    state, metrics, nonfinite = run_replicas(jax.random.wrap_key_data(seed_key_data), state,
+                                             metrics, inputs, reset_metrics)
     return state, metrics, jnp.sum(nonfinite)
 
   replicated = sharding.replicated(setup.mesh)
-  return jax.jit(run, donate_argnums=(0, 1),
-                 in_shardings=(setup.state_shardings, replicated, setup.feed.shardings,
-                               replicated),
-                 out_shardings=(setup.state_shardings, replicated, replicated))
+  program = jax.jit(run, donate_argnums=(1, 2),
+                    in_shardings=(replicated, setup.state_shardings, replicated,
+                                  setup.feed.shardings, replicated),
+                    out_shardings=(setup.state_shardings, replicated, replicated))
+  return SeededProgram(program, _seed_key_data(config))
+
+
+@dataclasses.dataclass(frozen=True)
+class SeededProgram:
+  """A jitted (seed key data, *args) -> ... called and lowered as a function of *args.
+
+  The seeds are an argument of the program, not constants in it: every seed of a net runs the
+  same compiled program (one compile, one entry in the persistent compilation cache).
+  """
+  program: Any
+  seed_key_data: np.ndarray
+
+  def __call__(self, *args):
+    return self.program(self.seed_key_data, *args)
+
+  def lower(self, *args):
+    return self.program.lower(self.seed_key_data, *args)
+
+  def compile(self, *args) -> 'SeededProgram':
+    """The program compiled ahead of time for `args`, called as this one is."""
+    return SeededProgram(self.lower(*args).compile(), self.seed_key_data)
 
 
 def make_evaluator(setup: Setup) -> Callable[[Any], list[dict]]:
@@ -327,6 +349,13 @@ def _seed_keys(config: ml_collections.ConfigDict) -> jax.Array:
   if config.num_replicas == 1:
     return jax.random.key(seeds[0])
   return jax.vmap(jax.random.key)(jnp.asarray(seeds))
+
+
+def _seed_key_data(config: ml_collections.ConfigDict) -> np.ndarray:
+  # On the host (every process passes the same replicated value to the programs), even where
+  # the caller traces (bench aot's eval_shape of initial_state).
+  with jax.ensure_compile_time_eval():
+    return np.asarray(jax.random.key_data(_seed_keys(config)))
 
 
 def _empty_metrics(num_replicas: int) -> TrainMetrics:

@@ -156,7 +156,7 @@ def measure_jax(setting: Setting, start_together=None) -> Row:
 
   setup, train_fn, state, metrics, dataset = _train_function(setting)
   started = time.perf_counter()
-  compiled = train_fn.lower(state, metrics, dataset, True).compile()
+  compiled = train_fn.compile(state, metrics, dataset, True)
   compile_seconds = time.perf_counter() - started
   state, metrics, _ = jax.block_until_ready(compiled(state, metrics, dataset, True))  # Warm-up.
   wait = start_together.wait if start_together is not None else lambda: None
