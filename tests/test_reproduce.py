@@ -1,6 +1,6 @@
 """The whole paper in one command (resnet_jax.reproduce): its plan, its bad-input messages, time
-budgets, and `:smoke` end to end through the command line: the report, an interrupted and
-rerun command, a budget that stops the runs and a rerun that finishes them."""
+budgets, and `:smoke` end to end through the command line: the report, and a budget that stops
+the runs, a kill of the command that continues them and a rerun that finishes them."""
 import dataclasses
 import json
 import os
@@ -316,27 +316,17 @@ def test_notebook_reads_the_papers_folder(smoke, run_notebook):
   assert 'resnet18' in ''.join(str(output.get('data', '')) for output in outputs)
 
 
-@pytest.mark.slow
-def test_a_killed_and_rerun_command_reports_the_same_numbers(smoke, tmp_path):
-  workdir = tmp_path / 'paper'
-  flags = [*SMOKE, '--config.parts=table1,cifar', '--config.estimate_steps=0']
-  process = start_command(workdir, *flags)
-  started = workdir / 'cifar' / SMOKE_RUNS['cifar'][2] / 'metrics.jsonl'
-  while not started.exists() and process.poll() is None:
-    time.sleep(0.5)
-  os.killpg(process.pid, signal.SIGKILL)
-  process.wait()
-  assert not (workdir / 'report.md').exists()
-  result = run_command(workdir, *flags)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert 'finished, skipped' in result.stdout
-  rerun, uninterrupted = report_numbers(workdir), report_numbers(smoke[0])
-  assert rerun['cifar'] == uninterrupted['cifar'] and rerun['table1'] == uninterrupted['table1']
+def _checkpoints(workdir: pathlib.Path) -> set[pathlib.Path]:
+  return set(workdir.glob('cifar/*/checkpoints/*'))
 
 
 @pytest.mark.slow
-def test_a_budget_stops_the_runs_and_a_rerun_finishes_them(smoke, tmp_path):
-  flags = [*SMOKE, '--config.parts=table1,cifar', '--config.estimate_steps=0']
+def test_a_budget_stop_a_kill_and_a_rerun_end_with_the_uninterrupted_numbers(smoke, tmp_path):
+  """The budget stops the runs at a step, with a checkpoint, and the report says so and how to
+  continue; the continuing command, killed with -9 once it has saved, is rerun, skips what
+  finished and reports the numbers of the uninterrupted `:smoke` command."""
+  flags = [*SMOKE, '--config.parts=table1,cifar', '--config.estimate_steps=0',
+           '--config.cifar.resnet_only_depths=()']  # Depths 8 and 14: 4 of the 5 nets.
   stopped = run_command(tmp_path, *flags, '--config.time_budget=10s')
   assert stopped.returncode == OutOfTime.exit_code, stopped.stderr[-3000:]
   outcome = json.loads((tmp_path / reproduce.PARTS_JSON).read_text())['cifar']
@@ -354,10 +344,22 @@ def test_a_budget_stops_the_runs_and_a_rerun_finishes_them(smoke, tmp_path):
   for run in report_numbers(tmp_path)['cifar']['runs']:
     step = analysis.latest_checkpoint_step(tmp_path / 'cifar' / run['name']) or 0
     assert step == run['steps_done'] <= run['steps']  # Stopped on a step, with its checkpoint.
+
+  saved_by_the_stop = _checkpoints(tmp_path)
+  process = start_command(tmp_path, *flags)
+  while _checkpoints(tmp_path) <= saved_by_the_stop and process.poll() is None:
+    time.sleep(0.2)
+  assert process.poll() is None, 'the continuing command ended before it could be killed'
+  os.killpg(process.pid, signal.SIGKILL)
+  process.wait()
   finished = run_command(tmp_path, *flags)
   assert finished.returncode == 0, finished.stderr[-3000:]
-  numbers = report_numbers(tmp_path)
-  assert numbers['cifar'] == report_numbers(smoke[0])['cifar']
+  assert 'finished, skipped' in finished.stdout
+  rerun, uninterrupted = report_numbers(tmp_path), report_numbers(smoke[0])
+  assert rerun['table1'] == uninterrupted['table1']
+  assert rerun['cifar']['verdict'] == uninterrupted['cifar']['verdict']
+  assert rerun['cifar']['table'] == [row for row in uninterrupted['cifar']['table']
+                                     if row['model'] != 'resnet20']
 
 
 def test_report_of_a_study_stopped_before_a_nets_first_evaluation(tmp_path):

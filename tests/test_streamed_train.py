@@ -218,36 +218,32 @@ def test_a_signal_to_the_process_group_saves_exits_42_and_the_rerun_ends_the_sam
   assert_same_training(tmp_path, streamed_run, exact=True)
 
 
-@pytest.mark.slow
-def test_a_killed_runs_workers_exit_and_its_restart_frees_its_shared_memory(tmp_path,
-                                                                            stream_flags):
-  running = start_streamed(tmp_path, stream_flags, WORKERS)
-  assert running.wait_for(rf'\bstep 2/{STEPS}')
-  running.process.kill()  # The trainer alone, as the OOM killer does.
-  running.finish()
-  restart = start_streamed(tmp_path, stream_flags, WORKERS, '--config.num_train_steps=2')
-  assert restart.finish().returncode == 0
-  assert not child_pids(running.process.pid)
-  with pytest.raises(ProcessLookupError):  # Its workers exited with it.
-    os.killpg(running.process.pid, 0)
-  assert not _owned_by(running.process.pid)
+KILLS = {'trainer': lambda pid: os.kill(pid, signal.SIGKILL),  # As the OOM killer does.
+         'group': lambda pid: os.killpg(pid, signal.SIGKILL)}
 
 
 @pytest.mark.slow
-def test_a_killed_process_groups_segments_and_semaphores_are_freed_by_the_restart(
-    tmp_path, stream_flags):
-  """kill -9 of the whole group (the workers and multiprocessing's resource tracker too) leaves
-  the shared memory and the named semaphores of the workers' queues in /dev/shm; they carry the
-  run's name, and the restart frees them."""
-  running = start_streamed(tmp_path, stream_flags, WORKERS)
-  assert running.wait_for(rf'\bstep 2/{STEPS}')
-  os.killpg(running.process.pid, signal.SIGKILL)
-  running.finish()
-  left = _owned_by(running.process.pid)
+def test_killed_runs_leave_no_workers_and_the_next_run_frees_their_shared_memory(tmp_path,
+                                                                              stream_flags):
+  """kill -9 of the trainer alone: its workers exit with it. kill -9 of the whole group (the
+  workers and multiprocessing's resource tracker too) leaves the shared memory and the named
+  semaphores of the workers' queues in /dev/shm; they carry the run's name, and the next run
+  frees them."""
+  killed = {}
+  for name, kill in KILLS.items():
+    running = start_streamed(tmp_path / name, stream_flags, WORKERS)
+    assert running.wait_for(rf'\bstep 2/{STEPS}')
+    kill(running.process.pid)
+    running.finish()
+    killed[name] = running.process.pid
+  left = _owned_by(killed['group'])
   assert any(name.startswith(workers.SEMAPHORE_PREFIX) for name in left), left
-  restart = start_streamed(tmp_path, stream_flags, WORKERS, '--config.num_train_steps=2')
+  restart = start_streamed(tmp_path / 'group', stream_flags, WORKERS, '--config.num_train_steps=2')
   assert restart.finish().returncode == 0
-  assert not _owned_by(running.process.pid)
+  assert not child_pids(killed['trainer'])
+  with pytest.raises(ProcessLookupError):  # Its workers exited with it.
+    os.killpg(killed['trainer'], 0)
+  assert not _owned_by(killed['trainer']) and not _owned_by(killed['group'])
 
 
 def test_a_bad_val_image_found_by_an_eval_keeps_the_steps_before_it(tmp_path, stream_flags,
