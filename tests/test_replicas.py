@@ -92,3 +92,17 @@ def test_in_float64_replicas_match_their_seeds_to_1e_10_over_20_steps(batching):
   assert jax.tree.leaves(together.params)[0].dtype == np.float64
   # BN running variances reach ~1e4 here: 1e-10 absolute, or relative on such values.
   assert_replica_is_its_seed(together, alone, rtol=1e-12, atol=1e-10)
+
+
+def test_every_seed_of_a_net_runs_the_same_compiled_programs():
+  """The seeds are arguments of the init and train programs, not constants in them: a second
+  seed compiles nothing new (nor misses the persistent cache)."""
+  programs = []
+  for seed in SEEDS:
+    setup, state, metrics = initial(tiny_config(seed=seed))
+    train_fn = train.make_train_fn(setup)
+    programs.append(train_fn.lower(state, metrics, setup.feed.train_inputs(), False).as_text())
+  assert programs[0] == programs[1]
+  first, second = (jax.tree.leaves(trained(*initial(tiny_config(seed=seed)), steps=1).params)[0]
+                   for seed in SEEDS)
+  assert not np.allclose(first, second)  # Each seed still draws its own init and batches.
