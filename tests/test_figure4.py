@@ -13,14 +13,19 @@ import pytest
 from PIL import Image
 
 import figure4
+import paper
 from resnet_jax import analysis
 from resnet_jax.errors import ConfigError
 from resnet_jax.paper import study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # One depth (two nets) of 4 steps, evaluated at steps 2 and 4: the shortest run of every file.
+# Its learning rate drops where the capstone's smoke ImageNet part has it drop (past step 4):
+# the same train programs as test_reproduce's, compiled once (the persistent cache).
 SMOKE_OVERRIDES = {'depths': '(18,)', 'base.num_train_steps': 4, 'base.log_every_steps': 2,
-                   'base.eval_every_steps': 2, 'base.checkpoint_every_steps': 4}
+                   'base.eval_every_steps': 2, 'base.checkpoint_every_steps': 4,
+                   'base.optimizer.lr_boundaries':
+                       paper.SMOKE_IMAGENET['base.optimizer.lr_boundaries']}
 
 
 def test_the_study_trains_table2s_nets_with_option_a_one_net_per_run():
